@@ -1,0 +1,98 @@
+"""Stage 1 — ingest: decode and validate one topic message, and check it sits where its fingerprint belongs.
+
+Pure functions; the pipeline agent calls them and moves the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from aiokafka.partitioner import murmur2
+from pydantic import ValidationError
+
+from app.fingerprint import fingerprint as compute_fingerprint
+from app.models import AlertIn
+from app.records import AlertEvent, Position
+
+# Header a re-keyed copy carries, so a copy produced twice (crash before commit) counts once.
+ORIGIN_HEADER = "alert-history-origin"
+# Header naming why a message went to the dead-letter topic.
+DLQ_REASON_HEADER = "alert-history-error"
+
+
+class Rejected(Exception):
+    """A message that is not an alert per the topic contract; `reason` names the field."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """First problem of a pydantic error as 'field.path: message', the form every 4xx/DLQ reason uses."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "body"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "json_invalid":
+        return f"body is not valid JSON: {err.get('ctx', {}).get('error', msg)}"
+    return f"{loc}: {msg}"
+
+
+def decode(value: bytes | None, position: Position, headers: Mapping[str, bytes] | None = None) -> AlertEvent:
+    """Topic message → AlertEvent, deriving fingerprint and status as Alertmanager does."""
+    if not value:
+        raise Rejected("empty message: expected one JSON alert object")
+    try:
+        alert = AlertIn.model_validate_json(value)
+    except ValidationError as exc:
+        raise Rejected(describe_validation_error(exc)) from None
+    return to_event(alert, position, origin=_header(headers, ORIGIN_HEADER))
+
+
+def to_event(alert: AlertIn, position: Position, origin: str | None = None) -> AlertEvent:
+    seen = datetime.fromtimestamp(position.timestamp_ms / 1000, tz=UTC)
+    fp = alert.fingerprint or compute_fingerprint(alert.labels)
+    status = alert.status or derive_status(alert.endsAt, seen)
+    return AlertEvent(
+        fingerprint=fp,
+        status=status,
+        labels=alert.labels,
+        annotations=alert.annotations,
+        # Alertmanager stamps a missing startsAt with its receive time; our receive time is the message's.
+        starts_at=alert.startsAt or seen,
+        ends_at=alert.endsAt,
+        generator_url=alert.generatorURL,
+        source=alert.source,
+        receiver=alert.receiver,
+        position=position,
+        origin=origin,
+    )
+
+
+def derive_status(ends_at: datetime | None, now: datetime) -> str:
+    """Alertmanager: resolved once endsAt is set and not in the future."""
+    return "resolved" if ends_at is not None and ends_at <= now else "firing"
+
+
+def owner_partition(fingerprint: str, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner picks for this key.
+
+    State is partitioned like this too, so a fingerprint's events must all be read from here.
+    """
+    return (murmur2(fingerprint.encode()) & 0x7FFFFFFF) % partitions
+
+
+def misplaced(event: AlertEvent, partitions: int) -> bool:
+    """True when the producer keyed the message otherwise (or not at all, or with another partitioner)."""
+    return event.position.partition != owner_partition(event.fingerprint, partitions)
+
+
+def _header(headers: Mapping[str, bytes] | Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in items:
+        if key == name and value is not None:
+            return value.decode("utf-8", "replace")
+    return None

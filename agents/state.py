@@ -1,0 +1,78 @@
+"""Stage 3 — state: advance a fingerprint's state by one decided event; count transitions for flapping.
+
+Pure: the same (state, event, decision) always yields the same new state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.records import NEW_ROW, AlertEvent, Decision, FingerprintState
+
+MAX_ORIGINS = 16  # a re-keyed copy produced twice arrives within a few messages of the first
+_OFFSET_BITS = 40  # event ids: partition in the high bits, offset below (2^40 offsets a partition)
+
+
+@dataclass(frozen=True, slots=True)
+class FlapRule:
+    window_ms: int
+    threshold: int
+
+
+def event_id(partition: int, offset: int) -> int:
+    """Deterministic row id of the event first read at this position: replays write the same id."""
+    return (partition << _OFFSET_BITS) | offset
+
+
+def advance(
+    state: FingerprintState | None, event: AlertEvent, decision: Decision, flap: FlapRule
+) -> FingerprintState | None:
+    if decision is Decision.REPLAYED:
+        return state
+    pos = event.position
+    origins = _remember(state.origins if state else [], event.origin)
+    if state is not None and decision not in NEW_ROW:
+        # LATE leaves the history as it is; DUPLICATE grows the stored row's counters.
+        dup = decision is Decision.DUPLICATE
+        return FingerprintState(
+            event_id=state.event_id,
+            status=state.status,
+            starts_at_ms=state.starts_at_ms,
+            received_ms=state.received_ms,
+            last_seen_ms=max(state.last_seen_ms, event.seen_ms) if dup else state.last_seen_ms,
+            duplicates=state.duplicates + 1 if dup else state.duplicates,
+            episodes=state.episodes,
+            transitions_ms=state.transitions_ms,
+            flapping=state.flapping,
+            offset=pos.offset,
+            origins=origins,
+        )
+    transitions = list(state.transitions_ms) if state else []
+    if decision is not Decision.RESIGHTED:
+        transitions.append(event.seen_ms)
+    transitions = [t for t in transitions if event.seen_ms - t <= flap.window_ms]
+    new_episode = state is None or event.starts_at_ms != state.starts_at_ms
+    return FingerprintState(
+        event_id=event_id(pos.partition, pos.offset),
+        status=event.status,
+        starts_at_ms=event.starts_at_ms,
+        received_ms=event.seen_ms,
+        last_seen_ms=event.seen_ms,
+        duplicates=0,
+        episodes=(state.episodes if state else 0) + (1 if new_episode else 0),
+        transitions_ms=transitions,
+        flapping=len(transitions) >= flap.threshold,
+        offset=pos.offset,
+        origins=origins,
+    )
+
+
+def expired(state: FingerprintState, now_ms: int, window_ms: int) -> bool:
+    """State no longer needed: not seen for a whole dedup window (a later sighting is a new row anyway)."""
+    return now_ms - state.last_seen_ms > window_ms
+
+
+def _remember(origins: list[str], origin: str | None) -> list[str]:
+    if origin is None:
+        return origins
+    return [*origins, origin][-MAX_ORIGINS:]

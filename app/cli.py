@@ -1,0 +1,160 @@
+"""`alert-history` command: dev, worker, migrate, bench, and Faust's own commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging.config
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from app.errors import ConfigError
+from app.logs import logging_config
+from app.settings import ENV_PREFIX, Settings, load_settings
+
+OUR_COMMANDS = ("dev", "worker", "migrate")
+
+
+def _settings_or_exit(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        print(f"alert-history: bad setting: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _require(settings: Settings, *names: str) -> None:
+    for name in names:
+        if not getattr(settings, name):
+            print(f"alert-history: {ENV_PREFIX}{name.upper()} must be set (or use `alert-history dev`)",
+                  file=sys.stderr)
+            raise SystemExit(2)
+
+
+async def prepare(settings: Settings) -> None:
+    """Schema and topics, both idempotent and safe to run from several workers at once."""
+    from app.migrate import migrate
+    from app.topics import ensure_topics
+
+    assert settings.database_url
+    await migrate(settings.database_url)
+    await ensure_topics(settings)
+
+
+def cmd_migrate(_: list[str]) -> int:
+    settings = _settings_or_exit()
+    _require(settings, "database_url")
+    logging.config.dictConfig(logging_config(settings))
+    from app.migrate import migrate
+
+    applied = asyncio.run(migrate(settings.database_url))  # type: ignore[arg-type]
+    print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
+    return 0
+
+
+def cmd_worker(argv: list[str]) -> int:
+    settings = _settings_or_exit()
+    _require(settings, "kafka_brokers", "database_url")
+    logging.config.dictConfig(logging_config(settings))
+    asyncio.run(prepare(settings))
+    return _faust_main(settings, ["worker", "--loglevel", settings.log_level.lower(), *argv])
+
+
+def _faust_main(settings: Settings, argv: list[str]) -> int:
+    from app.faust_app import create_app
+
+    app = create_app(settings)
+    sys.argv = ["alert-history", *argv]
+    app.main()
+    return 0
+
+
+def cmd_dev(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="alert-history dev", description="services + worker + web, locally")
+    parser.add_argument("--workdir", default=".cache/dev", help="where embedded services keep their data")
+    args = parser.parse_args(argv)
+    settings = _settings_or_exit()
+    from app.services import ServiceStack
+
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    stack = ServiceStack.from_env(workdir=workdir)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        ep = stack.start()
+        print(f"kafka: {ep.kafka_brokers}\npostgres: {ep.database_url}\nredis: {ep.redis_url or 'none'}", flush=True)
+        env = dict(os.environ)
+        env.update({f"{ENV_PREFIX}KAFKA_BROKERS": ep.kafka_brokers, f"{ENV_PREFIX}DATABASE_URL": ep.database_url,
+                    f"{ENV_PREFIX}DATA_DIR": str(workdir / "state")})
+        if ep.redis_url:
+            env[f"{ENV_PREFIX}REDIS_URL"] = ep.redis_url
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
+        url = f"http://127.0.0.1:{settings.web_port}"
+        _wait_ready(url, worker)
+        print(f"ready: {url}", flush=True)
+        return worker.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if worker is not None:
+            _stop(worker)
+        stack.stop()
+
+
+def _wait_ready(url: str, worker: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise SystemExit(f"alert-history: worker exited with {worker.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"alert-history: {url}/readyz not ready after {timeout_s:.0f}s")
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: alert-history {dev,worker,migrate,bench} [args] | <faust command>\n\n"
+              "  dev      start embedded Kafka/PostgreSQL/Redis (or use ALERT_HISTORY_*), worker and web\n"
+              "  worker   run a worker (pipeline agent + web on ALERT_HISTORY_WEB_PORT)\n"
+              "  migrate  apply database migrations\n"
+              "  bench    run the benchmark\n"
+              "  other    passed to Faust (e.g. `alert-history tables`)")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "dev":
+        return cmd_dev(rest)
+    if command == "worker":
+        return cmd_worker(rest)
+    if command == "migrate":
+        return cmd_migrate(rest)
+    if command == "bench":
+        from app.bench import main as bench_main
+
+        return bench_main(rest)
+    return _faust_main(_settings_or_exit(), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

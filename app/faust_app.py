@@ -1,0 +1,87 @@
+"""The app factory shared by the CLI and the tests: settings in, a wired Faust app out."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import faust
+import mode
+import redis.asyncio as aioredis
+
+from app.logs import logging_config
+from app.pipeline import Pipeline, wire
+from app.settings import Settings
+from sinks.postgres import PostgresSink
+
+log = logging.getLogger(__name__)
+
+
+class Resources(mode.Service):
+    """Connections opened and closed in one lifecycle: PostgreSQL (sink + queries) and optional Redis."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not settings.database_url:
+            raise ValueError("ALERT_HISTORY_DATABASE_URL is required by the worker")
+        self.settings = settings
+        self.sink = PostgresSink(settings.database_url)
+        self.redis: aioredis.Redis | None = None
+
+    @property
+    def db(self) -> Any:
+        return self.sink.pool
+
+    async def on_start(self) -> None:
+        await self.sink.open()
+        if self.settings.redis_url:
+            client = aioredis.from_url(self.settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            try:
+                await client.ping()
+                self.redis = client
+            except Exception as exc:  # Redis is optional: degrade, say so once
+                log.warning("Redis unreachable (%r): enrichment mode falls back to process memory", exc)
+                await client.aclose()
+
+    async def on_stop(self) -> None:
+        await self.sink.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+class AlertHistoryApp(faust.App):
+    """Faust app with typed access to what the views and agents share."""
+
+    settings: Settings
+    resources: Resources
+    pipeline: Pipeline
+
+
+def create_app(settings: Settings) -> AlertHistoryApp:
+    app = AlertHistoryApp(
+        settings.app_id,
+        broker=settings.broker_url,
+        store="rocksdb://",
+        datadir=str(Path(settings.data_dir) / settings.app_id),
+        web_enabled=settings.web_enabled,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_in_thread=False,
+        topic_partitions=settings.partitions,
+        producer_acks=-1,
+        producer_linger_ms=5,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=10_000,
+        autodiscover=False,
+        logging_config=logging_config(settings),
+        web_application_options={"client_max_size": settings.max_body_bytes},
+    )
+    app.settings = settings
+    app.resources = Resources(settings, loop=app.loop)
+    app.add_dependency(app.resources)  # type: ignore[arg-type]
+    app.pipeline = wire(app, settings, app.resources.sink)
+    from web.routes import register
+
+    register(app)
+    return app

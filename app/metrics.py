@@ -1,0 +1,19 @@
+"""Prometheus metrics, all `alert_history_*`, defined in one place."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter("alert_history_events_total", "Alert messages processed, by dedup decision", ["decision"])
+DEAD_LETTERS = Counter("alert_history_dead_letters_total", "Messages sent to the dead-letter topic")
+REKEYED = Counter("alert_history_rekeyed_total", "Messages re-keyed to the partition of their fingerprint")
+BATCH_SECONDS = Histogram(
+    "alert_history_batch_seconds", "Time to process and store one batch",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)  # fmt: skip
+BATCH_SIZE = Histogram(
+    "alert_history_batch_size", "Messages per batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
+)
+ACCEPTED = Counter("alert_history_accepted_alerts_total", "Alerts accepted over HTTP and acknowledged by Kafka",
+                   ["endpoint"])
+REJECTED = Counter("alert_history_rejected_requests_total", "HTTP requests rejected", ["endpoint", "status"])
+LIVE_FINGERPRINTS = Gauge("alert_history_live_fingerprints", "Fingerprints held in the dedup table (local)")
+EXPIRED = Counter("alert_history_state_expired_total", "Fingerprint states expired from the dedup table")

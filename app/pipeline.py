@@ -1,0 +1,170 @@
+"""The pipeline, in order: ingest → dedup → state → enrich → sink. One batch at a time.
+
+Exactly-once in effect, with at-least-once Kafka:
+  1. every message is decided against the table state plus this batch's overlay;
+  2. dead letters and re-keyed copies are acknowledged by Kafka;
+  3. rows, counters and the next offset of each partition are committed in one PostgreSQL
+     transaction (messages below the stored offset only replay their effect on the state);
+  4. only then is the overlay written to the table (changelog) and the batch acked to Kafka.
+A crash anywhere leaves PostgreSQL at a batch boundary and the table at or behind it; replay
+from the committed Kafka offset re-derives the same state, because decisions are pure and the
+clock is the message timestamp.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import faust
+
+from agents import dedup, enrich, ingest, state
+from app import metrics
+from app.produce import OutMessage, produce_all
+from app.records import AlertEvent, Decision, FingerprintState, Outcome, Position
+from app.settings import Settings
+from sinks.base import Sink
+from sinks.postgres import StaleBatch
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 2000
+BATCH_WITHIN_S = 0.05
+
+
+@dataclass
+class Batch:
+    """What one pass over a batch of messages produced."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    out: list[OutMessage] = field(default_factory=list)  # dead letters and re-keyed copies
+    overlay: dict[str, FingerprintState | None] = field(default_factory=dict)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+
+
+class Pipeline:
+    def __init__(self, app: faust.App, settings: Settings, table: faust.Table, sink: Sink) -> None:
+        self.app = app
+        self.settings = settings
+        self.table = table
+        self.sink = sink
+        self.flap = state.FlapRule(window_ms=settings.flap_window * 1000, threshold=settings.flap_threshold)
+        self.window_ms = settings.dedup_window * 1000
+        self._stored: dict[int, int] | None = None  # sink's next offsets, reloaded after each rebalance
+
+    def forget_offsets(self) -> None:
+        self._stored = None
+
+    async def process(self, messages: Sequence[faust.types.Message]) -> None:
+        started = time.perf_counter()
+        if self._stored is None:
+            self._stored = await self.sink.committed_offsets(self.settings.topic)
+        batch = self.decide(messages, self._stored, self._partition_count())
+        await produce_all(self.app, batch.out)
+        try:
+            await self.sink.write(self.settings.topic, batch.outcomes, batch.next_offsets)
+        except StaleBatch as exc:
+            log.warning("batch dropped: %s (another worker owns these partitions now)", exc)
+            self._stored = None
+            return
+        for fingerprint, st in batch.overlay.items():
+            if st is not None:
+                self.table[fingerprint] = st
+        for partition, offset in batch.next_offsets.items():
+            self._stored[partition] = max(offset, self._stored.get(partition, 0))
+        metrics.BATCH_SIZE.observe(len(messages))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def decide(self, messages: Sequence[faust.types.Message], stored: Mapping[int, int], partitions: int) -> Batch:
+        batch = Batch()
+        for msg in messages:
+            position = Position(msg.topic, msg.partition, msg.offset, round(msg.timestamp * 1000))
+            replay = msg.offset < stored.get(msg.partition, 0)
+            batch.next_offsets[msg.partition] = msg.offset + 1
+            try:
+                event = ingest.decode(msg.value, position, msg.headers)
+            except ingest.Rejected as exc:
+                if not replay:
+                    batch.out.append(self._dead_letter(msg, exc.reason))
+                continue
+            if ingest.misplaced(event, partitions):
+                if not replay:
+                    batch.out.append(self._rekeyed(msg, event))
+                continue
+            self._apply(batch, event, replay)
+        return batch
+
+    def _apply(self, batch: Batch, event: AlertEvent, replay: bool) -> None:
+        fp = event.fingerprint
+        prev = batch.overlay[fp] if fp in batch.overlay else self.table.get(fp)
+        decision = dedup.decide(prev, event, window_ms=self.window_ms)
+        new = state.advance(prev, event, decision, self.flap)
+        batch.overlay[fp] = new
+        metrics.EVENTS.labels(decision.value).inc()
+        if replay or decision is Decision.REPLAYED:
+            return
+        batch.outcomes.append(
+            Outcome(
+                event=event,
+                decision=decision,
+                state=new,
+                episode_delta=(new.episodes if new else 0) - (prev.episodes if prev else 0),
+                severity=enrich.severity(event),
+                classification=enrich.classify(event),
+            )
+        )
+
+    def _dead_letter(self, msg: faust.types.Message, reason: str) -> OutMessage:
+        metrics.DEAD_LETTERS.inc()
+        log.warning("message to dead-letter topic", extra={"partition": msg.partition, "offset": msg.offset,
+                                                           "reason": reason})
+        headers = (
+            (ingest.DLQ_REASON_HEADER, reason.encode()),
+            ("alert-history-source", f"{msg.topic}/{msg.partition}/{msg.offset}".encode()),
+        )
+        return OutMessage(self.settings.dlq_topic, msg.key, msg.value or b"", None, headers)
+
+    def _rekeyed(self, msg: faust.types.Message, event: AlertEvent) -> OutMessage:
+        metrics.REKEYED.inc()
+        origin = f"{msg.partition}/{msg.offset}"
+        headers = ((ingest.ORIGIN_HEADER, origin.encode()),)
+        return OutMessage(self.settings.topic, event.fingerprint.encode(), msg.value, None, headers)
+
+    def _partition_count(self) -> int:
+        count = self.app.consumer.topic_partitions(self.settings.topic)
+        return count or self.settings.partitions
+
+    def expire(self, now_ms: int) -> int:
+        """Drop states not seen for a dedup window; returns how many."""
+        stale = [fp for fp, st in self.table.items() if st is not None and state.expired(st, now_ms, self.window_ms)]
+        for fp in stale:
+            del self.table[fp]
+        metrics.EXPIRED.inc(len(stale))
+        return len(stale)
+
+
+def wire(app: faust.App, settings: Settings, sink: Sink) -> Pipeline:
+    """Register the table, the agent and the expiry timer on `app`."""
+    from tables import fingerprint_state
+
+    table = fingerprint_state.define(app, settings)
+    pipeline = Pipeline(app, settings, table, sink)
+    topic = app.topic(settings.topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+                      value_serializer="raw", partitions=settings.partitions)
+
+    @app.agent(topic, name="alert-history-pipeline")
+    async def run(stream: faust.Stream) -> None:
+        # take_events acks a batch only after this body returns, i.e. after the PostgreSQL commit.
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            await pipeline.process([e.message for e in events])
+
+    @app.timer(interval=60.0, on_leader=False)
+    async def expire_states() -> None:
+        pipeline.expire(int(time.time() * 1000))
+        metrics.LIVE_FINGERPRINTS.set(len(table))
+
+    app.on_partitions_revoked.connect(lambda *a, **kw: pipeline.forget_offsets())  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(lambda *a, **kw: pipeline.forget_offsets())  # type: ignore[arg-type]
+    return pipeline

@@ -1,0 +1,87 @@
+"""Typed records the pipeline stages hand to each other (never loose dicts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+import faust
+
+
+@dataclass(slots=True, frozen=True)
+class Position:
+    """Where a message sits in Kafka; ids and exactly-once bookkeeping derive from it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int  # broker/producer time of the message: the pipeline's only clock
+
+
+@dataclass(slots=True)
+class AlertEvent:
+    """One decoded, validated alert occurrence as read from the topic."""
+
+    fingerprint: str
+    status: str  # "firing" | "resolved"
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None
+    generator_url: str
+    source: str | None
+    receiver: str | None
+    position: Position
+    origin: str | None = None  # "partition/offset" of the message this was re-keyed from
+
+    @property
+    def seen_ms(self) -> int:
+        return self.position.timestamp_ms
+
+    @property
+    def starts_at_ms(self) -> int:
+        return int(self.starts_at.timestamp() * 1000)
+
+
+class Decision(StrEnum):
+    """Why an event did (or did not) change the history: each stage's output is one of these."""
+
+    FIRST_SEEN = "first_seen"  # no live state for this fingerprint: a new row
+    TRANSITION = "transition"  # status changed or a new startsAt: a new row
+    RESIGHTED = "resighted"  # same event, but last seen longer ago than the dedup window: a new row
+    DUPLICATE = "duplicate"  # same event within the window: counters grow on the stored row
+    LATE = "late"  # belongs to an older episode than the one stored: history unchanged
+    REPLAYED = "replayed"  # this message's effect is already in the state (redelivery)
+
+
+NEW_ROW = frozenset({Decision.FIRST_SEEN, Decision.TRANSITION, Decision.RESIGHTED})
+
+
+class FingerprintState(faust.Record, serializer="json"):
+    """What the dedup table remembers per fingerprint (value of the `fingerprint-state` table)."""
+
+    event_id: int  # alert_events.id of the row duplicates are counted on
+    status: str
+    starts_at_ms: int
+    received_ms: int  # when the current row was first seen
+    last_seen_ms: int
+    duplicates: int
+    episodes: int  # firing episodes seen since the state was created
+    transitions_ms: list[int]  # transition times inside the flap window, oldest first
+    flapping: bool
+    offset: int  # last message offset applied to this state (its partition is fixed by the key)
+    origins: list[str] = []  # recent re-keyed origins, to drop a re-key produced twice
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One event after dedup, state and enrichment: what the sink must make true in PostgreSQL."""
+
+    event: AlertEvent
+    decision: Decision
+    state: FingerprintState | None
+    episode_delta: int = 0  # firing episodes this event opened (for alerts.episodes)
+    severity: str = "none"
+    classification: str = "other"
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,55 @@
+"""One retry helper for every outbound call: exponential backoff with jitter, to a deadline.
+
+Logs only when the error changes (not every attempt), and wraps the last error with the count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from app.errors import AlertHistoryError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class RetriesExhausted(AlertHistoryError):
+    def __init__(self, what: str, attempts: int, last: BaseException) -> None:
+        super().__init__(f"{what}: gave up after {attempts} attempts: {last!r}")
+        self.attempts = attempts
+        self.last = last
+
+
+async def retry(
+    what: str,
+    call: Callable[[], Awaitable[T]],
+    *,
+    retryable: Callable[[BaseException], bool],
+    deadline_s: float = 30.0,
+    first_delay_s: float = 0.1,
+    max_delay_s: float = 5.0,
+) -> T:
+    """Call until it succeeds, a non-retryable error is raised, or the deadline passes."""
+    start = time.monotonic()
+    delay = first_delay_s
+    attempts = 0
+    last_error: str | None = None
+    while True:
+        attempts += 1
+        try:
+            return await call()
+        except Exception as exc:
+            if not retryable(exc):
+                raise
+            if time.monotonic() - start + delay > deadline_s:
+                raise RetriesExhausted(what, attempts, exc) from exc
+            if repr(exc) != last_error:
+                log.warning("%s failed, retrying: %r", what, exc, extra={"attempt": attempts})
+                last_error = repr(exc)
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            delay = min(delay * 2, max_delay_s)

@@ -1,0 +1,191 @@
+"""PostgreSQL sink: one transaction per batch holding the rows and the Kafka offsets they cover."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+import orjson
+
+from app.records import NEW_ROW, Decision, FingerprintState, Outcome
+from app.retry import retry
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The one place that decides retryable vs fatal for PostgreSQL."""
+    if isinstance(exc, OSError | asyncio.TimeoutError | asyncpg.exceptions.ConnectionDoesNotExistError):
+        return True
+    if isinstance(exc, asyncpg.exceptions.InterfaceError):
+        return "connection" in str(exc).lower()
+    return isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", None) in _RETRYABLE_SQLSTATES
+
+
+def _ts(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _json(value: Mapping[str, str]) -> str:
+    return orjson.dumps(value).decode()
+
+
+@dataclass
+class BatchRows:
+    """A batch collapsed to one statement's worth of rows per table."""
+
+    inserts: dict[int, list[object]] = field(default_factory=dict)
+    counters: dict[int, tuple[int, datetime]] = field(default_factory=dict)
+    alerts: dict[str, list[object]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, outcomes: Sequence[Outcome]) -> BatchRows:
+        rows = cls()
+        for o in outcomes:
+            if o.state is None or o.decision in (Decision.REPLAYED, Decision.LATE):
+                continue
+            st = o.state
+            if o.decision in NEW_ROW:
+                rows.inserts[st.event_id] = _event_row(o, st)
+            elif st.event_id in rows.inserts:  # duplicate of a row created in this same batch
+                rows.inserts[st.event_id][10:12] = [_ts(st.last_seen_ms), st.duplicates]
+            else:
+                rows.counters[st.event_id] = (st.duplicates, _ts(st.last_seen_ms))
+            prev = rows.alerts.get(o.event.fingerprint)
+            episodes = (prev[12] if prev else 0) + o.episode_delta  # type: ignore[operator]
+            rows.alerts[o.event.fingerprint] = _alert_row(o, st, episode_delta=episodes)
+        return rows
+
+
+def _event_row(o: Outcome, st: FingerprintState) -> list[object]:
+    e = o.event
+    return [
+        st.event_id, e.fingerprint, e.status, _json(e.labels), _json(e.annotations), e.starts_at,
+        e.ends_at, e.generator_url, _ts(st.received_ms), o.decision.value, _ts(st.last_seen_ms),
+        st.duplicates, st.flapping, o.severity, o.classification, e.source, e.receiver,
+    ]  # fmt: skip
+
+
+def _alert_row(o: Outcome, st: FingerprintState, *, episode_delta: int) -> list[object]:
+    e = o.event
+    return [
+        e.fingerprint, _json(e.labels), _json(e.annotations), st.status, _ts(st.starts_at_ms), e.ends_at,
+        e.generator_url, _ts(st.received_ms), _ts(st.last_seen_ms), st.event_id, st.flapping, o.severity,
+        episode_delta, e.receiver,
+    ]  # fmt: skip
+
+
+_INSERT_EVENTS = """
+INSERT INTO alert_events (id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url,
+                          received_at, decision, last_seen_at, duplicates, flapping, severity, classification,
+                          source, receiver)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::timestamptz[],
+                     $7::timestamptz[], $8::text[], $9::timestamptz[], $10::text[], $11::timestamptz[],
+                     $12::int[], $13::bool[], $14::text[], $15::text[], $16::text[], $17::text[])
+ON CONFLICT (id) DO NOTHING
+"""
+
+_UPDATE_COUNTERS = """
+UPDATE alert_events AS e SET duplicates = u.duplicates, last_seen_at = u.last_seen_at
+FROM unnest($1::bigint[], $2::int[], $3::timestamptz[]) AS u(id, duplicates, last_seen_at)
+WHERE e.id = u.id
+"""
+
+_UPSERT_ALERTS = """
+INSERT INTO alerts AS a (fingerprint, labels, annotations, status, starts_at, ends_at, generator_url, since,
+                         last_seen_at, last_event_id, flapping, severity, episodes, receiver)
+SELECT * FROM unnest($1::text[], $2::jsonb[], $3::jsonb[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+                     $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bool[], $12::text[],
+                     $13::int[], $14::text[])
+ON CONFLICT (fingerprint) DO UPDATE SET
+    labels = excluded.labels, annotations = excluded.annotations, status = excluded.status,
+    starts_at = excluded.starts_at, ends_at = excluded.ends_at, generator_url = excluded.generator_url,
+    since = excluded.since, last_seen_at = excluded.last_seen_at, last_event_id = excluded.last_event_id,
+    flapping = excluded.flapping, severity = excluded.severity, receiver = excluded.receiver,
+    episodes = a.episodes + excluded.episodes
+"""
+
+_LOCK_OFFSETS = """
+SELECT partition, next_offset FROM sink_offsets WHERE topic = $1 AND partition = ANY($2::int[]) FOR UPDATE
+"""
+
+_UPSERT_OFFSETS = """
+INSERT INTO sink_offsets (topic, partition, next_offset, updated_at)
+SELECT $1, p, o, now() FROM unnest($2::int[], $3::bigint[]) AS t(p, o)
+ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()
+WHERE sink_offsets.next_offset < excluded.next_offset
+"""
+
+
+def _columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:
+    return [[r[i] for r in rows] for i in range(width)]
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb in and out as Python objects; strings pass through so pre-serialised rows are not re-encoded.
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, schema="pg_catalog", format="text",
+            encoder=lambda v: v if isinstance(v, str) else orjson.dumps(v).decode(), decoder=orjson.loads,
+        )
+
+
+class StaleBatch(Exception):
+    """Another worker already stored offsets this batch covers (a rebalance zombie): drop the batch."""
+
+
+class PostgresSink:
+    def __init__(self, database_url: str, *, pool_size: int = 4) -> None:
+        self._url = database_url
+        self._pool_size = pool_size
+        self.pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        self.pool = await retry(
+            "connect to PostgreSQL",
+            lambda: asyncpg.create_pool(self._url, min_size=1, max_size=self._pool_size, init=_init_connection),
+            retryable=is_retryable,
+        )
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+
+    async def committed_offsets(self, topic: str) -> dict[int, int]:
+        assert self.pool is not None
+        rows = await self.pool.fetch("SELECT partition, next_offset FROM sink_offsets WHERE topic = $1", topic)
+        return {r["partition"]: r["next_offset"] for r in rows}
+
+    async def write(self, topic: str, outcomes: Sequence[Outcome], next_offsets: Mapping[int, int]) -> None:
+        rows = BatchRows.build(outcomes)
+        first = {}
+        for o in outcomes:
+            first.setdefault(o.event.position.partition, o.event.position.offset)
+        await retry("write batch to PostgreSQL", lambda: self._write(topic, rows, first, next_offsets),
+                    retryable=is_retryable, deadline_s=120)
+
+    async def _write(self, topic: str, rows: BatchRows, first: Mapping[int, int],
+                     next_offsets: Mapping[int, int]) -> None:
+        assert self.pool is not None
+        parts = sorted(next_offsets)
+        async with self.pool.acquire() as conn, conn.transaction():
+            stored = {r["partition"]: r["next_offset"] for r in await conn.fetch(_LOCK_OFFSETS, topic, parts)}
+            for partition, offset in first.items():
+                if stored.get(partition, 0) > offset:
+                    raise StaleBatch(f"{topic}[{partition}] already stored up to {stored[partition]}, batch starts at {offset}")
+            if rows.inserts:
+                await conn.execute(_INSERT_EVENTS, *_columns(list(rows.inserts.values()), 17))
+            if rows.counters:
+                ids = list(rows.counters)
+                await conn.execute(_UPDATE_COUNTERS, ids, [rows.counters[i][0] for i in ids],
+                                   [rows.counters[i][1] for i in ids])
+            if rows.alerts:
+                await conn.execute(_UPSERT_ALERTS, *_columns(list(rows.alerts.values()), 14))
+            await conn.execute(_UPSERT_OFFSETS, topic, parts, [next_offsets[p] for p in parts])

@@ -1,0 +1,84 @@
+"""The dedup decision as a table: (what the state holds, what arrives) → named decision."""
+
+import pytest
+
+from agents.dedup import decide
+from agents.state import FlapRule, advance
+from app.records import Decision
+from tests.factories import event
+
+WINDOW_MS = 3_600_000
+FLAP = FlapRule(window_ms=1_800_000, threshold=4)
+
+
+def state_after(*events):  # type: ignore[no-untyped-def]
+    st = None
+    for e in events:
+        st = advance(st, e, decide(st, e, window_ms=WINDOW_MS), FLAP)
+    return st
+
+
+CASES = [
+    ("first sighting", [], event(offset=1), Decision.FIRST_SEEN),
+    ("resolved seen first (HA race)", [], event(status="resolved", offset=1), Decision.FIRST_SEEN),
+    ("resend within window", [event(offset=1)], event(offset=2, seen=60), Decision.DUPLICATE),
+    ("resend exactly at window", [event(offset=1)], event(offset=2, seen=3600), Decision.DUPLICATE),
+    ("resend after window", [event(offset=1)], event(offset=2, seen=3601), Decision.RESIGHTED),
+    ("window counts from last sighting",
+     [event(offset=1), event(offset=2, seen=3000)], event(offset=3, seen=6000), Decision.DUPLICATE),
+    ("firing -> resolved", [event(offset=1)], event(status="resolved", offset=2, seen=10), Decision.TRANSITION),
+    ("new episode", [event(offset=1)], event(starts=100, offset=2, seen=100), Decision.TRANSITION),
+    ("late resend of older episode",
+     [event(starts=100, offset=1, seen=100)], event(starts=0, offset=2, seen=101), Decision.LATE),
+    ("firing overtaken by its own resolve",
+     [event(status="resolved", offset=1)], event(status="firing", offset=2, seen=1), Decision.LATE),
+    ("redelivered offset", [event(offset=5)], event(offset=5, seen=1), Decision.REPLAYED),
+    ("older offset", [event(offset=5)], event(offset=3, seen=1), Decision.REPLAYED),
+    ("re-keyed copy produced twice",
+     [event(offset=1, origin="3/7")], event(offset=2, seen=1, origin="3/7"), Decision.REPLAYED),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "before", "incoming", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_decision(name, before, incoming, expected) -> None:  # type: ignore[no-untyped-def]
+    assert decide(state_after(*before), incoming, window_ms=WINDOW_MS) is expected
+
+
+def test_duplicates_grow_counters_not_rows() -> None:
+    st = state_after(event(offset=1), event(offset=2, seen=30), event(offset=3, seen=60))
+    assert st is not None
+    assert st.duplicates == 2
+    assert st.last_seen_ms - st.received_ms == 60_000
+    assert st.event_id == 1  # still the first row
+
+
+def test_transition_opens_a_new_row_and_episode() -> None:
+    st = state_after(event(offset=1), event(status="resolved", offset=2, seen=5),
+                     event(starts=100, offset=3, seen=100))
+    assert st is not None
+    assert (st.status, st.episodes, st.duplicates, st.event_id) == ("firing", 2, 0, 3)
+
+
+def test_flapping_after_threshold_transitions_within_window() -> None:
+    flips = [event(starts=s, status=st, offset=i, seen=s + (5 if st == "resolved" else 0))
+             for i, (s, st) in enumerate([(0, "firing"), (0, "resolved"), (60, "firing"), (60, "resolved")], 1)]
+    states = []
+    st = None
+    for e in flips:
+        st = advance(st, e, decide(st, e, window_ms=WINDOW_MS), FLAP)
+        states.append(st)
+    assert [s.flapping for s in states] == [False, False, False, True]
+
+
+def test_flapping_clears_when_transitions_age_out() -> None:
+    flips = [(0, "firing"), (0, "resolved"), (60, "firing"), (60, "resolved")]
+    events = [event(starts=s, status=st, offset=i, seen=s + 1) for i, (s, st) in enumerate(flips, 1)]
+    calm = event(starts=4000, offset=10, seen=4000)  # > FLAP window later
+    st = state_after(*events, calm)
+    assert st is not None and not st.flapping and st.transitions_ms == [calm.seen_ms]
+
+
+def test_replayed_event_leaves_state_unchanged() -> None:
+    st = state_after(event(offset=1), event(offset=2, seen=10))
+    again = advance(st, event(offset=2, seen=10), Decision.REPLAYED, FLAP)
+    assert again == st

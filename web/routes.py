@@ -1,0 +1,22 @@
+"""The URL table: every endpoint of the service, in one place."""
+
+from __future__ import annotations
+
+import faust
+
+from web import views
+
+ROUTES: tuple[tuple[str, type[views.ApiView]], ...] = (
+    ("/webhook", views.Webhook),
+    ("/api/v2/alerts", views.AlertsV2),
+    ("/history", views.History),
+    ("/alerts/{fingerprint}/history", views.AlertTimeline),
+    ("/healthz", views.Healthz),
+    ("/readyz", views.Readyz),
+    ("/metrics", views.Metrics),
+)
+
+
+def register(app: faust.App) -> None:
+    for path, view in ROUTES:
+        app.page(path, name=view.__name__.lower())(view)

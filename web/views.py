@@ -1,0 +1,146 @@
+"""HTTP handlers: short, translating between HTTP and the domain. Errors are mapped in web.api."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import prometheus_client
+from aiohttp import web
+
+from app import metrics
+from app.fingerprint import fingerprint
+from app.models import AlertIn, PostableAlerts, WebhookIn
+from app.produce import OutMessage, produce_all
+from web import params
+from web.api import ApiView, HTTPProblem, json_response, read_model
+from web.queries import HistoryQuery, event_json
+
+
+def topic_messages(app: Any, alerts: list[AlertIn], receiver: str | None, source: str) -> list[OutMessage]:
+    """Each alert as the topic contract's message, keyed by its fingerprint."""
+    out = []
+    for alert in alerts:
+        fp = alert.fingerprint or fingerprint(alert.labels)
+        body = alert.model_dump(mode="json", exclude_none=True)
+        body["fingerprint"] = fp
+        if receiver:
+            body.setdefault("receiver", receiver)
+        body.setdefault("source", source)
+        out.append(OutMessage(app.settings.topic, fp.encode(), orjson.dumps(body)))
+    return out
+
+
+class Webhook(ApiView):
+    """Alertmanager webhook receiver (payload version 4) → topic."""
+
+    async def post(self, request: web.Request) -> web.Response:
+        hook = await read_model(request, WebhookIn)
+        messages = topic_messages(self.app, hook.alerts, hook.receiver, "alertmanager-webhook")
+        await produce_all(self.app, messages)
+        metrics.ACCEPTED.labels("/webhook").inc(len(messages))
+        return json_response({"accepted": len(messages)}, status=202)
+
+
+class AlertsV2(ApiView):
+    """Alertmanager API v2 `/api/v2/alerts`: Prometheus can list us as an Alertmanager."""
+
+    async def post(self, request: web.Request) -> web.Response:
+        body = await read_model(request, PostableAlerts, wrap=lambda data: {"alerts": data})
+        messages = topic_messages(self.app, body.alerts, None, "alertmanager-api")
+        await produce_all(self.app, messages)
+        metrics.ACCEPTED.labels("/api/v2/alerts").inc(len(messages))
+        return json_response({"accepted": len(messages)})
+
+
+class History(ApiView):
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        since, until = params.time_range(q, datetime.now(UTC))
+        ndjson = q.get("format") == "ndjson"
+        if q.get("format") not in (None, "", "json", "ndjson"):
+            raise HTTPProblem(400, f"format: must be json or ndjson, got {q.get('format')!r}")
+        query = HistoryQuery(
+            matchers=params.matchers(q),
+            since=since,
+            until=until,
+            status=params.status(q),
+            before_seq=params.decode_cursor(q),
+            limit=None if ndjson else params.integer(q, "limit", 100, 1, 1000),
+        )
+        if ndjson:
+            return await self._stream(request, query)
+        sql, args = query.sql()
+        rows = await self.app.resources.db.fetch(sql, *args)
+        nxt = params.encode_cursor(rows[-1]["seq"]) if query.limit and len(rows) == query.limit else None
+        return json_response({"items": [event_json(r) for r in rows], "next": nxt})
+
+    async def _stream(self, request: web.Request, query: HistoryQuery) -> web.StreamResponse:
+        """Every match, one JSON object a line, read through a server-side cursor (bounded memory)."""
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await resp.prepare(request)
+        sql, args = query.sql()
+        async with self.app.resources.db.acquire() as conn, conn.transaction():
+            async for row in conn.cursor(sql, *args, prefetch=500):
+                await resp.write(orjson.dumps(event_json(row)) + b"\n")
+        await resp.write_eof()
+        return resp
+
+
+class AlertTimeline(ApiView):
+    async def get(self, request: web.Request, fingerprint: str) -> web.Response:
+        if len(fingerprint) != 16 or any(c not in "0123456789abcdef" for c in fingerprint):
+            raise HTTPProblem(400, "fingerprint: must be 16 lowercase hex digits")
+        sql, args = HistoryQuery(fingerprint=fingerprint, limit=None, oldest_first=True).sql()
+        rows = await self.app.resources.db.fetch(sql, *args)
+        if not rows:
+            raise HTTPProblem(404, f"no history for fingerprint {fingerprint}")
+        return json_response({"fingerprint": fingerprint, "items": [event_json(r) for r in rows]})
+
+
+class Healthz(ApiView):
+    async def get(self, request: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+
+class Readyz(ApiView):
+    """Ready when Kafka and PostgreSQL answer; Redis is reported, never required."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        checks = await asyncio.gather(self._kafka(), self._postgres(), self._redis())
+        report = dict(zip(("kafka", "postgres", "redis"), checks, strict=True))
+        ready = report["kafka"] == "ok" and report["postgres"] == "ok"
+        return json_response({"ready": ready, "checks": report}, status=200 if ready else 503)
+
+    async def _kafka(self) -> str:
+        try:
+            client = self.app.producer._ensure_producer().client
+            await asyncio.wait_for(client.fetch_all_metadata(), 3)
+            return "ok"
+        except Exception as exc:
+            return f"error: {exc!r}"
+
+    async def _postgres(self) -> str:
+        try:
+            await asyncio.wait_for(self.app.resources.db.fetchval("SELECT 1"), 3)
+            return "ok"
+        except Exception as exc:
+            return f"error: {exc!r}"
+
+    async def _redis(self) -> str:
+        redis = self.app.resources.redis
+        if redis is None:
+            return "not configured" if not self.app.settings.redis_url else "unreachable (degraded)"
+        try:
+            await asyncio.wait_for(redis.ping(), 2)
+            return "ok"
+        except Exception as exc:
+            return f"error: {exc!r}"
+
+
+class Metrics(ApiView):
+    async def get(self, request: web.Request) -> web.Response:
+        return web.Response(body=prometheus_client.generate_latest(),
+                            headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
