@@ -59,11 +59,13 @@ class AlertHistoryApp(faust.App):
 
 
 def create_app(settings: Settings) -> AlertHistoryApp:
+    datadir = Path(settings.data_dir) / settings.app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = AlertHistoryApp(
         settings.app_id,
         broker=settings.broker_url,
         store="rocksdb://",
-        datadir=str(Path(settings.data_dir) / settings.app_id),
+        datadir=str(datadir),
         web_enabled=settings.web_enabled,
         web_port=settings.web_port,
         web_bind=settings.web_host,
@@ -73,6 +75,9 @@ def create_app(settings: Settings) -> AlertHistoryApp:
         producer_linger_ms=5,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=10_000,
+        # A worker killed hard is noticed in ~10 s, not the default minute: its partitions move sooner.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         autodiscover=False,
         logging_config=logging_config(settings),
         web_application_options={"client_max_size": settings.max_body_bytes},

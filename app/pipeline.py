@@ -14,11 +14,14 @@ clock is the message timestamp.
 from __future__ import annotations
 
 import logging
+import os
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import faust
+from faust.streams import _current_event
 
 from agents import dedup, enrich, ingest, state
 from app import metrics
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 BATCH_MAX = 2000
 BATCH_WITHIN_S = 0.05
+EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: the supervisor (systemd, Kubernetes, compose) restarts us
 
 
 @dataclass
@@ -41,6 +45,7 @@ class Batch:
     outcomes: list[Outcome] = field(default_factory=list)
     out: list[OutMessage] = field(default_factory=list)  # dead letters and re-keyed copies
     overlay: dict[str, FingerprintState | None] = field(default_factory=dict)
+    source: dict[str, faust.types.EventT] = field(default_factory=dict)  # last event of each fingerprint
     next_offsets: dict[int, int] = field(default_factory=dict)
 
 
@@ -57,11 +62,11 @@ class Pipeline:
     def forget_offsets(self) -> None:
         self._stored = None
 
-    async def process(self, messages: Sequence[faust.types.Message]) -> None:
+    async def process(self, events: Sequence[faust.types.EventT]) -> None:
         started = time.perf_counter()
         if self._stored is None:
             self._stored = await self.sink.committed_offsets(self.settings.topic)
-        batch = self.decide(messages, self._stored, self._partition_count())
+        batch = self.decide(events, self._stored, self._partition_count())
         await produce_all(self.app, batch.out)
         try:
             await self.sink.write(self.settings.topic, batch.outcomes, batch.next_offsets)
@@ -71,15 +76,25 @@ class Pipeline:
             return
         for fingerprint, st in batch.overlay.items():
             if st is not None:
-                self.table[fingerprint] = st
+                self._store_state(batch.source[fingerprint], fingerprint, st)
         for partition, offset in batch.next_offsets.items():
             self._stored[partition] = max(offset, self._stored.get(partition, 0))
-        metrics.BATCH_SIZE.observe(len(messages))
+        metrics.BATCH_SIZE.observe(len(events))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    def decide(self, messages: Sequence[faust.types.Message], stored: Mapping[int, int], partitions: int) -> Batch:
+    def _store_state(self, event: faust.types.EventT, fingerprint: str, st: FingerprintState) -> None:
+        # Faust's RocksDB store files a key under the partition of the "current event"; outside the
+        # stream iteration we name it ourselves: the partition this fingerprint's events come from.
+        token = _current_event.set(weakref.ref(event))
+        try:
+            self.table[fingerprint] = st
+        finally:
+            _current_event.reset(token)
+
+    def decide(self, events: Sequence[faust.types.EventT], stored: Mapping[int, int], partitions: int) -> Batch:
         batch = Batch()
-        for msg in messages:
+        for ev in events:
+            msg = ev.message
             position = Position(msg.topic, msg.partition, msg.offset, round(msg.timestamp * 1000))
             replay = msg.offset < stored.get(msg.partition, 0)
             batch.next_offsets[msg.partition] = msg.offset + 1
@@ -94,6 +109,7 @@ class Pipeline:
                     batch.out.append(self._rekeyed(msg, event))
                 continue
             self._apply(batch, event, replay)
+            batch.source[event.fingerprint] = ev
         return batch
 
     def _apply(self, batch: Batch, event: AlertEvent, replay: bool) -> None:
@@ -158,7 +174,14 @@ def wire(app: faust.App, settings: Settings, sink: Sink) -> Pipeline:
     async def run(stream: faust.Stream) -> None:
         # take_events acks a batch only after this body returns, i.e. after the PostgreSQL commit.
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            await pipeline.process([e.message for e in events])
+            try:
+                await pipeline.process(events)
+            except Exception:
+                # Carrying on would ack a batch PostgreSQL does not hold, or a table behind it. Exit
+                # instead: the restarted worker replays from the committed offset and loses nothing.
+                log.critical("pipeline batch failed; exiting so a restart replays it", exc_info=True)
+                logging.shutdown()
+                os._exit(EXIT_BATCH_FAILED)
 
     @app.timer(interval=60.0, on_leader=False)
     async def expire_states() -> None:

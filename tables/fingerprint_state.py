@@ -21,8 +21,6 @@ def define(app: faust.App, settings: Settings) -> faust.Table:
         key_type=str,
         value_type=FingerprintState,
         partitions=settings.partitions,
-        key_serializer="raw",
-        value_serializer="json",
         use_partitioner=True,  # written after the PostgreSQL commit, outside any one event's context
         help="dedup/state per fingerprint; expires dedup_window seconds after the last sighting",
     )
