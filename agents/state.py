@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from app.records import NEW_ROW, AlertEvent, Decision, FingerprintState
 
 MAX_ORIGINS = 16  # a re-keyed copy produced twice arrives within a few messages of the first
-_OFFSET_BITS = 40  # event ids: partition in the high bits, offset below (2^40 offsets a partition)
+# Event ids: topic code (13 bits) | partition (10 bits) | offset (40 bits) — 63 bits, a positive bigint.
+_OFFSET_BITS = 40
+_PARTITION_BITS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,13 +21,13 @@ class FlapRule:
     threshold: int
 
 
-def event_id(partition: int, offset: int) -> int:
+def event_id(topic_code: int, partition: int, offset: int) -> int:
     """Deterministic row id of the event first read at this position: replays write the same id."""
-    return (partition << _OFFSET_BITS) | offset
+    return (topic_code << (_PARTITION_BITS + _OFFSET_BITS)) | (partition << _OFFSET_BITS) | offset
 
 
 def advance(
-    state: FingerprintState | None, event: AlertEvent, decision: Decision, flap: FlapRule
+    state: FingerprintState | None, event: AlertEvent, decision: Decision, flap: FlapRule, topic_code: int = 0
 ) -> FingerprintState | None:
     if decision is Decision.REPLAYED:
         return state
@@ -53,7 +55,7 @@ def advance(
     transitions = [t for t in transitions if event.seen_ms - t <= flap.window_ms]
     new_episode = state is None or event.starts_at_ms != state.starts_at_ms
     return FingerprintState(
-        event_id=event_id(pos.partition, pos.offset),
+        event_id=event_id(topic_code, pos.partition, pos.offset),
         status=event.status,
         starts_at_ms=event.starts_at_ms,
         received_ms=event.seen_ms,

@@ -31,8 +31,10 @@ def _settings_or_exit(**overrides: object) -> Settings:
 def _require(settings: Settings, *names: str) -> None:
     for name in names:
         if not getattr(settings, name):
-            print(f"alert-history: {ENV_PREFIX}{name.upper()} must be set (or use `alert-history dev`)",
-                  file=sys.stderr)
+            print(
+                f"alert-history: {ENV_PREFIX}{name.upper()} must be set (or use `alert-history dev`)",
+                file=sys.stderr,
+            )
             raise SystemExit(2)
 
 
@@ -88,10 +90,18 @@ def cmd_dev(argv: list[str]) -> int:
     worker: subprocess.Popen[bytes] | None = None
     try:
         ep = stack.start()
-        print(f"kafka: {ep.kafka_brokers}\npostgres: {ep.database_url}\nredis: {ep.redis_url or 'none'}", flush=True)
+        print(
+            f"kafka: {ep.kafka_brokers}\npostgres: {ep.database_url}\nredis: {ep.redis_url or 'none'}",
+            flush=True,
+        )
         env = dict(os.environ)
-        env.update({f"{ENV_PREFIX}KAFKA_BROKERS": ep.kafka_brokers, f"{ENV_PREFIX}DATABASE_URL": ep.database_url,
-                    f"{ENV_PREFIX}DATA_DIR": str(workdir / "state")})
+        env.update(
+            {
+                f"{ENV_PREFIX}KAFKA_BROKERS": ep.kafka_brokers,
+                f"{ENV_PREFIX}DATABASE_URL": ep.database_url,
+                f"{ENV_PREFIX}DATA_DIR": str(workdir / "state"),
+            }
+        )
         if ep.redis_url:
             env[f"{ENV_PREFIX}REDIS_URL"] = ep.redis_url
         worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
@@ -135,12 +145,14 @@ def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: alert-history {dev,worker,migrate,bench} [args] | <faust command>\n\n"
-              "  dev      start embedded Kafka/PostgreSQL/Redis (or use ALERT_HISTORY_*), worker and web\n"
-              "  worker   run a worker (pipeline agent + web on ALERT_HISTORY_WEB_PORT)\n"
-              "  migrate  apply database migrations\n"
-              "  bench    run the benchmark\n"
-              "  other    passed to Faust (e.g. `alert-history tables`)")
+        print(
+            "usage: alert-history {dev,worker,migrate,bench} [args] | <faust command>\n\n"
+            "  dev      start embedded Kafka/PostgreSQL/Redis (or use ALERT_HISTORY_*), worker and web\n"
+            "  worker   run a worker (pipeline agent + web on ALERT_HISTORY_WEB_PORT)\n"
+            "  migrate  apply database migrations\n"
+            "  bench    run the benchmark\n"
+            "  other    passed to Faust (e.g. `alert-history tables`)"
+        )
         return 0
     command, rest = argv[0], argv[1:]
     if command == "dev":

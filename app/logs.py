@@ -22,11 +22,13 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
+        },
         "root": {"level": settings.log_level, "handlers": ["stderr"]},
         "loggers": {
             "aiokafka": {"level": "WARNING"},
-            "faust": {"level": "WARNING" if settings.log_level == "INFO" else settings.log_level},
+            "faust": {"level": settings.log_level},
             "mode": {"level": "WARNING" if settings.log_level == "INFO" else settings.log_level},
         },
     }

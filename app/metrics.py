@@ -12,8 +12,9 @@ BATCH_SECONDS = Histogram(
 BATCH_SIZE = Histogram(
     "alert_history_batch_size", "Messages per batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
 )
-ACCEPTED = Counter("alert_history_accepted_alerts_total", "Alerts accepted over HTTP and acknowledged by Kafka",
-                   ["endpoint"])
+ACCEPTED = Counter(
+    "alert_history_accepted_alerts_total", "Alerts accepted over HTTP and acknowledged by Kafka", ["endpoint"]
+)
 REJECTED = Counter("alert_history_rejected_requests_total", "HTTP requests rejected", ["endpoint", "status"])
 LIVE_FINGERPRINTS = Gauge("alert_history_live_fingerprints", "Fingerprints held in the dedup table (local)")
 EXPIRED = Counter("alert_history_state_expired_total", "Fingerprint states expired from the dedup table")

@@ -69,6 +69,14 @@ class AlertIn(BaseModel):
             raise ValueError("must be 16 lowercase hex digits")
         return value
 
+    @field_validator("startsAt", "endsAt", mode="before")
+    @classmethod
+    def _times_are_text(cls, value: object) -> object:
+        # pydantic would read a number as Unix time; Alertmanager only ever sends RFC 3339 text.
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("must be an RFC 3339 time string")
+        return value
+
     @field_validator("startsAt", "endsAt")
     @classmethod
     def _times(cls, value: datetime | None) -> datetime | None:

@@ -58,12 +58,15 @@ class Pipeline:
         self.flap = state.FlapRule(window_ms=settings.flap_window * 1000, threshold=settings.flap_threshold)
         self.window_ms = settings.dedup_window * 1000
         self._stored: dict[int, int] | None = None  # sink's next offsets, reloaded after each rebalance
+        self._topic_code: int | None = None
 
     def forget_offsets(self) -> None:
         self._stored = None
 
     async def process(self, events: Sequence[faust.types.EventT]) -> None:
         started = time.perf_counter()
+        if self._topic_code is None:
+            self._topic_code = await self.sink.topic_code(self.settings.topic)
         if self._stored is None:
             self._stored = await self.sink.committed_offsets(self.settings.topic)
         batch = self.decide(events, self._stored, self._partition_count())
@@ -91,7 +94,9 @@ class Pipeline:
         finally:
             _current_event.reset(token)
 
-    def decide(self, events: Sequence[faust.types.EventT], stored: Mapping[int, int], partitions: int) -> Batch:
+    def decide(
+        self, events: Sequence[faust.types.EventT], stored: Mapping[int, int], partitions: int
+    ) -> Batch:
         batch = Batch()
         for ev in events:
             msg = ev.message
@@ -116,7 +121,7 @@ class Pipeline:
         fp = event.fingerprint
         prev = batch.overlay[fp] if fp in batch.overlay else self.table.get(fp)
         decision = dedup.decide(prev, event, window_ms=self.window_ms)
-        new = state.advance(prev, event, decision, self.flap)
+        new = state.advance(prev, event, decision, self.flap, self._topic_code or 0)
         batch.overlay[fp] = new
         metrics.EVENTS.labels(decision.value).inc()
         if replay or decision is Decision.REPLAYED:
@@ -134,8 +139,13 @@ class Pipeline:
 
     def _dead_letter(self, msg: faust.types.Message, reason: str) -> OutMessage:
         metrics.DEAD_LETTERS.inc()
-        log.warning("message to dead-letter topic", extra={"partition": msg.partition, "offset": msg.offset,
-                                                           "reason": reason})
+        log.warning(
+            "message %s/%s to dead-letter topic: %s",
+            msg.partition,
+            msg.offset,
+            reason,
+            extra={"partition": msg.partition, "offset": msg.offset, "reason": reason},
+        )
         headers = (
             (ingest.DLQ_REASON_HEADER, reason.encode()),
             ("alert-history-source", f"{msg.topic}/{msg.partition}/{msg.offset}".encode()),
@@ -154,7 +164,11 @@ class Pipeline:
 
     def expire(self, now_ms: int) -> int:
         """Drop states not seen for a dedup window; returns how many."""
-        stale = [fp for fp, st in self.table.items() if st is not None and state.expired(st, now_ms, self.window_ms)]
+        stale = [
+            fp
+            for fp, st in self.table.items()
+            if st is not None and state.expired(st, now_ms, self.window_ms)
+        ]
         for fp in stale:
             del self.table[fp]
         metrics.EXPIRED.inc(len(stale))
@@ -167,8 +181,14 @@ def wire(app: faust.App, settings: Settings, sink: Sink) -> Pipeline:
 
     table = fingerprint_state.define(app, settings)
     pipeline = Pipeline(app, settings, table, sink)
-    topic = app.topic(settings.topic, key_type=bytes, value_type=bytes, key_serializer="raw",
-                      value_serializer="raw", partitions=settings.partitions)
+    topic = app.topic(
+        settings.topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
 
     @app.agent(topic, name="alert-history-pipeline")
     async def run(stream: faust.Stream) -> None:

@@ -19,7 +19,9 @@ TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
 
 async def ensure_topics(settings: Settings, replication_factor: int = 1) -> dict[str, int]:
     """Returns the partition count of each topic as it is on the broker."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_brokers, client_id=f"{settings.app_id}-admin")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_brokers, client_id=f"{settings.app_id}-admin"
+    )
     await retry("connect to Kafka", admin.start, retryable=lambda e: True, deadline_s=60)
     try:
         existing = set(await admin.list_topics())
@@ -38,8 +40,12 @@ async def ensure_topics(settings: Settings, replication_factor: int = 1) -> dict
         described = await admin.describe_topics(wanted)
         counts = {d["topic"]: len(d["partitions"]) for d in described}
         if counts.get(settings.topic, settings.partitions) != settings.partitions:
-            log.warning("topic %s has %d partitions, ALERT_HISTORY_PARTITIONS says %d; using the topic's",
-                        settings.topic, counts[settings.topic], settings.partitions)
+            log.warning(
+                "topic %s has %d partitions, ALERT_HISTORY_PARTITIONS says %d; using the topic's",
+                settings.topic,
+                counts[settings.topic],
+                settings.partitions,
+            )
         return counts
     finally:
         await admin.close()

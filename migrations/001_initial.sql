@@ -1,8 +1,15 @@
 -- alert-history: append-only event history, current state per alert, and sink bookkeeping.
 
+-- Topics this database has read from: their code is part of every event id, so several pipelines
+-- (topics) can share one database without their (partition, offset) ids colliding.
+CREATE TABLE topics (
+    code smallint GENERATED ALWAYS AS IDENTITY PRIMARY KEY CHECK (code < 8192),
+    name text NOT NULL UNIQUE
+);
+
 -- One row per event: (fingerprint, status, startsAt) as first seen; resends only grow its counters.
 CREATE TABLE alert_events (
-    id             bigint PRIMARY KEY,       -- (partition << 40 | offset) of the message that created it
+    id             bigint PRIMARY KEY,       -- topic code << 50 | partition << 40 | offset of its first message
     seq            bigint GENERATED ALWAYS AS IDENTITY UNIQUE,  -- commit-ordered: newest-first paging
     fingerprint    text        NOT NULL,
     status         text        NOT NULL CHECK (status IN ('firing', 'resolved')),

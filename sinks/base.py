@@ -11,6 +11,10 @@ from app.records import Outcome
 class Sink(Protocol):
     async def open(self) -> None: ...
 
+    async def topic_code(self, topic: str) -> int:
+        """A small number naming the topic in event ids, stable for the life of the database."""
+        ...
+
     async def committed_offsets(self, topic: str) -> dict[int, int]:
         """Next offset per partition whose effect is not stored yet (0 when nothing is)."""
         ...

@@ -131,8 +131,11 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     # jsonb in and out as Python objects; strings pass through so pre-serialised rows are not re-encoded.
     for name in ("json", "jsonb"):
         await conn.set_type_codec(
-            name, schema="pg_catalog", format="text",
-            encoder=lambda v: v if isinstance(v, str) else orjson.dumps(v).decode(), decoder=orjson.loads,
+            name,
+            schema="pg_catalog",
+            format="text",
+            encoder=lambda v: v if isinstance(v, str) else orjson.dumps(v).decode(),
+            decoder=orjson.loads,
         )
 
 
@@ -149,7 +152,9 @@ class PostgresSink:
     async def open(self) -> None:
         self.pool = await retry(
             "connect to PostgreSQL",
-            lambda: asyncpg.create_pool(self._url, min_size=1, max_size=self._pool_size, init=_init_connection),
+            lambda: asyncpg.create_pool(
+                self._url, min_size=1, max_size=self._pool_size, init=_init_connection
+            ),
             retryable=is_retryable,
         )
 
@@ -158,9 +163,16 @@ class PostgresSink:
             await self.pool.close()
             self.pool = None
 
+    async def topic_code(self, topic: str) -> int:
+        assert self.pool is not None
+        await self.pool.execute("INSERT INTO topics (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", topic)
+        return int(await self.pool.fetchval("SELECT code FROM topics WHERE name = $1", topic))
+
     async def committed_offsets(self, topic: str) -> dict[int, int]:
         assert self.pool is not None
-        rows = await self.pool.fetch("SELECT partition, next_offset FROM sink_offsets WHERE topic = $1", topic)
+        rows = await self.pool.fetch(
+            "SELECT partition, next_offset FROM sink_offsets WHERE topic = $1", topic
+        )
         return {r["partition"]: r["next_offset"] for r in rows}
 
     async def write(self, topic: str, outcomes: Sequence[Outcome], next_offsets: Mapping[int, int]) -> None:
@@ -168,24 +180,35 @@ class PostgresSink:
         first = {}
         for o in outcomes:
             first.setdefault(o.event.position.partition, o.event.position.offset)
-        await retry("write batch to PostgreSQL", lambda: self._write(topic, rows, first, next_offsets),
-                    retryable=is_retryable, deadline_s=120)
+        await retry(
+            "write batch to PostgreSQL",
+            lambda: self._write(topic, rows, first, next_offsets),
+            retryable=is_retryable,
+            deadline_s=120,
+        )
 
-    async def _write(self, topic: str, rows: BatchRows, first: Mapping[int, int],
-                     next_offsets: Mapping[int, int]) -> None:
+    async def _write(
+        self, topic: str, rows: BatchRows, first: Mapping[int, int], next_offsets: Mapping[int, int]
+    ) -> None:
         assert self.pool is not None
         parts = sorted(next_offsets)
         async with self.pool.acquire() as conn, conn.transaction():
             stored = {r["partition"]: r["next_offset"] for r in await conn.fetch(_LOCK_OFFSETS, topic, parts)}
             for partition, offset in first.items():
                 if stored.get(partition, 0) > offset:
-                    raise StaleBatch(f"{topic}[{partition}] already stored up to {stored[partition]}, batch starts at {offset}")
+                    raise StaleBatch(
+                        f"{topic}[{partition}] already stored up to {stored[partition]}, batch starts at {offset}"
+                    )
             if rows.inserts:
                 await conn.execute(_INSERT_EVENTS, *_columns(list(rows.inserts.values()), 17))
             if rows.counters:
                 ids = list(rows.counters)
-                await conn.execute(_UPDATE_COUNTERS, ids, [rows.counters[i][0] for i in ids],
-                                   [rows.counters[i][1] for i in ids])
+                await conn.execute(
+                    _UPDATE_COUNTERS,
+                    ids,
+                    [rows.counters[i][0] for i in ids],
+                    [rows.counters[i][1] for i in ids],
+                )
             if rows.alerts:
                 await conn.execute(_UPSERT_ALERTS, *_columns(list(rows.alerts.values()), 14))
             await conn.execute(_UPSERT_OFFSETS, topic, parts, [next_offsets[p] for p in parts])

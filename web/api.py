@@ -81,7 +81,9 @@ class ApiView(View):
             return
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise HTTPProblem(401, "missing or wrong Authorization: Bearer token (ALERT_HISTORY_API_TOKEN is set)")
+            raise HTTPProblem(
+                401, "missing or wrong Authorization: Bearer token (ALERT_HISTORY_API_TOKEN is set)"
+            )
 
 
 async def read_model(request: web.Request, model: type[M], wrap: Callable[[Any], Any] | None = None) -> M:

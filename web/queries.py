@@ -51,7 +51,7 @@ class HistoryQuery:
 def event_json(row: Mapping[str, Any]) -> dict[str, Any]:
     """The event shape of the contract."""
     return {
-        "id": row["id"],
+        "id": str(row["id"]),  # 63-bit: a string, so JavaScript clients keep every digit
         "fingerprint": row["fingerprint"],
         "status": row["status"],
         "labels": row["labels"],

@@ -145,5 +145,7 @@ class Readyz(ApiView):
 
 class Metrics(ApiView):
     async def get(self, request: web.Request) -> web.Response:
-        return web.Response(body=prometheus_client.generate_latest(),
-                            headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=prometheus_client.generate_latest(),
+            headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST},
+        )

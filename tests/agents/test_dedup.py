@@ -53,15 +53,25 @@ def test_duplicates_grow_counters_not_rows() -> None:
 
 
 def test_transition_opens_a_new_row_and_episode() -> None:
-    st = state_after(event(offset=1), event(status="resolved", offset=2, seen=5),
-                     event(starts=100, offset=3, seen=100))
+    st = state_after(
+        event(offset=1), event(status="resolved", offset=2, seen=5), event(starts=100, offset=3, seen=100)
+    )
     assert st is not None
     assert (st.status, st.episodes, st.duplicates, st.event_id) == ("firing", 2, 0, 3)
 
 
+def test_event_ids_carry_topic_partition_and_offset() -> None:
+    from agents.state import event_id
+
+    ids = {event_id(t, p, o) for t in (1, 2) for p in (0, 1023) for o in (0, 2**40 - 1)}
+    assert len(ids) == 8 and all(0 < i < 2**63 for i in ids if i)
+
+
 def test_flapping_after_threshold_transitions_within_window() -> None:
-    flips = [event(starts=s, status=st, offset=i, seen=s + (5 if st == "resolved" else 0))
-             for i, (s, st) in enumerate([(0, "firing"), (0, "resolved"), (60, "firing"), (60, "resolved")], 1)]
+    flips = [
+        event(starts=s, status=st, offset=i, seen=s + (5 if st == "resolved" else 0))
+        for i, (s, st) in enumerate([(0, "firing"), (0, "resolved"), (60, "firing"), (60, "resolved")], 1)
+    ]
     states = []
     st = None
     for e in flips:
