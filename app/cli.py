@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging.config
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,6 +87,8 @@ def cmd_dev(argv: list[str]) -> int:
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     stack = ServiceStack.from_env(workdir=workdir)
+    if not stack.kafka_brokers:  # a fresh embedded broker: table state of an earlier run would not match it
+        shutil.rmtree(workdir / "state", ignore_errors=True)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     worker: subprocess.Popen[bytes] | None = None
     try:
@@ -162,9 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     if command == "migrate":
         return cmd_migrate(rest)
     if command == "bench":
-        from app.bench import main as bench_main
-
-        return bench_main(rest)
+        print("alert-history bench: not built yet (see the open Performance issue)", file=sys.stderr)
+        return 2
     return _faust_main(_settings_or_exit(), argv)
 
 

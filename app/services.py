@@ -71,7 +71,7 @@ class ServiceStack:
     log: Callable[[str], None] = print
     kafka_version: str = "external"
     timings: dict[str, float] = field(default_factory=dict)
-    _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _procs: list[tuple[subprocess.Popen[bytes], int]] = field(default_factory=list)  # (process, stop signal)
     _dirs: list[Path] = field(default_factory=list)
     _own_dir: bool = False
 
@@ -109,10 +109,10 @@ class ServiceStack:
         return Endpoints(self.kafka_brokers, self.database_url, self.redis_url)
 
     def stop(self) -> None:
-        for proc in reversed(self._procs):
+        for proc, stop_signal in reversed(self._procs):
             if proc.poll() is None:
                 try:
-                    os.killpg(proc.pid, signal.SIGTERM)
+                    os.killpg(proc.pid, stop_signal)
                     proc.wait(20)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -133,14 +133,16 @@ class ServiceStack:
         self.timings[name] = round(time.monotonic() - began, 2)
         return url
 
-    def _spawn(self, argv: list[str], log: Path, user: str | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, argv: list[str], log: Path, user: str | None = None, stop_signal: int = signal.SIGTERM
+    ) -> subprocess.Popen[bytes]:
         if user is not None:
             argv = ["runuser", "-u", user, "--", *argv]
         with log.open("ab") as out:  # the child keeps its own copy of the descriptor
             proc = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )  # own process group: stop() kills it whole
-        self._procs.append(proc)
+        self._procs.append((proc, stop_signal))
         return proc
 
     # --- Kafka -------------------------------------------------------------------------------
@@ -153,7 +155,8 @@ class ServiceStack:
         libs = kafka_libs()
         assert self.workdir is not None
         home = self.workdir / "kafka"
-        home.mkdir(exist_ok=True)
+        shutil.rmtree(home, ignore_errors=True)  # embedded services start empty, like PostgreSQL's
+        home.mkdir()
         port, controller = free_port(), free_port()
         props = home / "server.properties"
         props.write_text(_kafka_properties(home, port, controller))
@@ -216,6 +219,7 @@ class ServiceStack:
             ],
             home / "server.log",
             user,
+            stop_signal=signal.SIGINT,  # "fast" shutdown; SIGTERM would wait for every client to leave
         )
         ready = [f"{bindir}/pg_isready", "-h", "127.0.0.1", "-p", str(port), "-q"]
         _wait(lambda: subprocess.run(ready).returncode == 0, 60, "PostgreSQL", home / "server.log")
@@ -255,7 +259,8 @@ class ServiceStack:
             return None
         assert self.workdir is not None
         home = self.workdir / "redis"
-        home.mkdir(exist_ok=True)
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir()
         port = free_port()
         self._spawn(
             [
