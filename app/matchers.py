@@ -124,6 +124,8 @@ def parse_matchers(text: str) -> list[Matcher]:
             if body[pos] != ",":
                 raise MatcherError(f"bad matcher {text!r}: expected ',' at {body[pos : pos + 20]!r}")
             pos += 1
+            if not body[pos:].strip():  # a trailing comma closes the list
+                break
     return out
 
 
