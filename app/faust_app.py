@@ -13,13 +13,14 @@ import redis.asyncio as aioredis
 from app.logs import logging_config
 from app.pipeline import Pipeline, wire
 from app.settings import Settings
-from sinks.postgres import PostgresSink
+from sinks.postgres import PostgresSink, open_pool
 
 log = logging.getLogger(__name__)
 
 
 class Resources(mode.Service):
-    """Connections opened and closed in one lifecycle: PostgreSQL (sink + queries) and optional Redis."""
+    """Connections opened and closed in one lifecycle: PostgreSQL (the sink's pool, and a separate pool for
+    queries so a slow report never delays a batch commit) and optional Redis."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -28,13 +29,11 @@ class Resources(mode.Service):
         self.settings = settings
         self.sink = PostgresSink(settings.database_url)
         self.redis: aioredis.Redis | None = None
-
-    @property
-    def db(self) -> Any:
-        return self.sink.pool
+        self.db: Any = None  # asyncpg pool for the web views' reads
 
     async def on_start(self) -> None:
         await self.sink.open()
+        self.db = await open_pool(self.settings.database_url, 8)  # type: ignore[arg-type]
         if self.settings.redis_url:
             client = aioredis.from_url(self.settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
             try:
@@ -46,6 +45,8 @@ class Resources(mode.Service):
 
     async def on_stop(self) -> None:
         await self.sink.close()
+        if self.db is not None:
+            await self.db.close()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -56,6 +57,11 @@ class AlertHistoryApp(faust.App):
     settings: Settings
     resources: Resources
     pipeline: Pipeline
+
+    def on_rebalance_end(self) -> None:
+        # Runs after Faust seeked to the Kafka-committed offsets: check them against PostgreSQL's.
+        super().on_rebalance_end()
+        self.add_future(self.pipeline.realign())
 
 
 def create_app(settings: Settings) -> AlertHistoryApp:

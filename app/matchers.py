@@ -110,8 +110,7 @@ def parse_matchers(text: str) -> list[Matcher]:
         m = _TOKEN.match(body, pos)
         if not m or m.end() == pos:
             raise MatcherError(
-                f"bad matcher {text!r}: expected name, operator (=, !=, =~, !~) and value "
-                f"at {body[pos : pos + 20]!r}"
+                f"bad matcher {text!r}: expected name, operator (=, !=, =~, !~) and value at {body[pos : pos + 20]!r}"
             )
         value = m.group("value")
         if value.startswith('"') and (len(value) < 2 or not value.endswith('"')):

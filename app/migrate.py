@@ -66,9 +66,7 @@ async def _apply_pending(conn: asyncpg.Connection, migrations: list[Migration]) 
             continue
         async with conn.transaction():
             await conn.execute(m.sql)
-            await conn.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name
-            )
+            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name)
         log.info("migration applied", extra={"migration": m.name})
         applied.append(m.name)
     return applied

@@ -59,6 +59,7 @@ class Pipeline:
         self.window_ms = settings.dedup_window * 1000
         self._stored: dict[int, int] | None = None  # sink's next offsets, reloaded after each rebalance
         self._topic_code: int | None = None
+        self._rewound: dict[int, tuple[int, int]] = {}  # partition → (stored, first) of the last gap rewound
 
     def forget_offsets(self) -> None:
         self._stored = None
@@ -69,6 +70,9 @@ class Pipeline:
             self._topic_code = await self.sink.topic_code(self.settings.topic)
         if self._stored is None:
             self._stored = await self.sink.committed_offsets(self.settings.topic)
+        events = await self._close_gaps(events, self._stored)
+        if not events:
+            return
         batch = self.decide(events, self._stored, self._partition_count())
         await produce_all(self.app, batch.out)
         try:
@@ -85,6 +89,59 @@ class Pipeline:
         metrics.BATCH_SIZE.observe(len(events))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
+    async def _close_gaps(
+        self, events: Sequence[faust.types.EventT], stored: Mapping[int, int]
+    ) -> Sequence[faust.types.EventT]:
+        """PostgreSQL, not the consumer, is the source of truth for where each partition stands.
+
+        A batch that starts past the stored next offset means messages were skipped (a consumer
+        position ahead of what was stored, e.g. after a crash or a rebalance): rewind that partition
+        and drop its events from this batch; they come again, in order, after the rewind. A gap
+        that is still there after one rewind is real (Kafka retention, transaction markers).
+        """
+        first: dict[int, int] = {}
+        for ev in events:
+            first.setdefault(ev.message.partition, ev.message.offset)
+        gaps = {
+            p: o for p, o in first.items() if p in stored and o > stored[p] and self._rewound.get(p) != (stored[p], o)
+        }
+        if not gaps:
+            return events
+        topic = self.settings.topic
+        earliest = await self.app.consumer.earliest_offsets(*(faust.types.TP(topic, p) for p in gaps))
+        rewind = set()
+        for p, o in gaps.items():
+            if earliest.get(faust.types.TP(topic, p), 0) > stored[p]:
+                log.error(
+                    "%s[%d]: offsets %d..%d were deleted by Kafka before they were stored", topic, p, stored[p], o - 1
+                )
+                continue
+            log.warning("%s[%d]: batch starts at %d but PostgreSQL holds up to %d: rewinding", topic, p, o, stored[p])
+            metrics.REWINDS.inc()
+            self._rewound[p] = (stored[p], o)
+            await self.app.consumer.seek(faust.types.TP(topic, p), stored[p])
+            rewind.add(p)
+        return [ev for ev in events if ev.message.partition not in rewind]
+
+    async def realign(self) -> None:
+        """After a rebalance: rewind any assigned partition whose consumer position is past PostgreSQL's."""
+        topic = self.settings.topic
+        try:
+            stored = await self.sink.committed_offsets(topic)
+        except Exception as exc:  # the gap check on the next batch still guards us
+            log.warning("could not compare positions with PostgreSQL after a rebalance: %r", exc)
+            return
+        for tp in self.app.consumer.assignment():
+            if tp.topic != topic or tp.partition not in stored:
+                continue
+            position = await self.app.consumer.position(tp)
+            if position is not None and position > stored[tp.partition]:
+                # Usually only fetched-ahead messages; replaying them is harmless (decisions see them as replays).
+                log.info(
+                    "%s[%d]: position %d past stored %d: rewinding", topic, tp.partition, position, stored[tp.partition]
+                )
+                await self.app.consumer.seek(tp, stored[tp.partition])
+
     def _store_state(self, event: faust.types.EventT, fingerprint: str, st: FingerprintState) -> None:
         # Faust's RocksDB store files a key under the partition of the "current event"; outside the
         # stream iteration we name it ourselves: the partition this fingerprint's events come from.
@@ -94,9 +151,7 @@ class Pipeline:
         finally:
             _current_event.reset(token)
 
-    def decide(
-        self, events: Sequence[faust.types.EventT], stored: Mapping[int, int], partitions: int
-    ) -> Batch:
+    def decide(self, events: Sequence[faust.types.EventT], stored: Mapping[int, int], partitions: int) -> Batch:
         batch = Batch()
         for ev in events:
             msg = ev.message
@@ -164,11 +219,7 @@ class Pipeline:
 
     def expire(self, now_ms: int) -> int:
         """Drop states not seen for a dedup window; returns how many."""
-        stale = [
-            fp
-            for fp, st in self.table.items()
-            if st is not None and state.expired(st, now_ms, self.window_ms)
-        ]
+        stale = [fp for fp, st in self.table.items() if st is not None and state.expired(st, now_ms, self.window_ms)]
         for fp in stale:
             del self.table[fp]
         metrics.EXPIRED.inc(len(stale))

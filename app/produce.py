@@ -22,9 +22,7 @@ class OutMessage:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-async def produce_all(
-    app: faust.App, messages: Sequence[OutMessage], timeout_s: float = ACK_TIMEOUT_S
-) -> None:
+async def produce_all(app: faust.App, messages: Sequence[OutMessage], timeout_s: float = ACK_TIMEOUT_S) -> None:
     """All or an error: a caller that gets no exception may tell its client every message is safe."""
     if not messages:
         return

@@ -148,9 +148,7 @@ class ServiceStack:
     # --- Kafka -------------------------------------------------------------------------------
     def _start_kafka(self) -> str:
         if shutil.which("java") is None:
-            raise ServiceError(
-                "Java 17 is needed for the embedded Kafka broker (or set ALERT_HISTORY_KAFKA_BROKERS)"
-            )
+            raise ServiceError("Java 17 is needed for the embedded Kafka broker (or set ALERT_HISTORY_KAFKA_BROKERS)")
         began = time.monotonic()
         libs = kafka_libs()
         assert self.workdir is not None
@@ -168,15 +166,10 @@ class ServiceStack:
             check=True,
             capture_output=True,
         )
-        self._spawn(
-            [*java, "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "kafka.Kafka", str(props)], home / "stdout.log"
-        )
+        self._spawn([*java, "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "kafka.Kafka", str(props)], home / "stdout.log")
         _wait(lambda: _port_open(port) and _kafka_answers(port), 90, "Kafka", home / "server.log")
         self.kafka_version = KAFKA_VERSION
-        self.log(
-            f"started Apache Kafka {KAFKA_VERSION} (KRaft) on 127.0.0.1:{port} in "
-            f"{time.monotonic() - began:.1f}s"
-        )
+        self.log(f"started Apache Kafka {KAFKA_VERSION} (KRaft) on 127.0.0.1:{port} in {time.monotonic() - began:.1f}s")
         return f"127.0.0.1:{port}"
 
     # --- PostgreSQL --------------------------------------------------------------------------
@@ -298,8 +291,7 @@ def postgres_bindir() -> str:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(p.split("/")[4]))
     if not found or int(found[-1].split("/")[4]) < 15:
         raise ServiceError(
-            "PostgreSQL >= 15 server not found (apt-get install postgresql, or set "
-            "ALERT_HISTORY_DATABASE_URL)"
+            "PostgreSQL >= 15 server not found (apt-get install postgresql, or set ALERT_HISTORY_DATABASE_URL)"
         )
     return os.path.dirname(found[-1])
 

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     log_format: str = Field("json", pattern=r"^(json|text)$")
     web_enabled: bool = True
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    query_timeout: float = Field(10.0, gt=0, le=600, description="seconds: statement timeout of every read query")
 
     @field_validator("kafka_brokers", "database_url", "redis_url", "api_token", "llm_url", mode="before")
     @classmethod

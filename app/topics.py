@@ -19,9 +19,7 @@ TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
 
 async def ensure_topics(settings: Settings, replication_factor: int = 1) -> dict[str, int]:
     """Returns the partition count of each topic as it is on the broker."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_brokers, client_id=f"{settings.app_id}-admin"
-    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_brokers, client_id=f"{settings.app_id}-admin")
     await retry("connect to Kafka", admin.start, retryable=lambda e: True, deadline_s=60)
     try:
         existing = set(await admin.list_topics())

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import asyncpg
 import orjson
@@ -41,7 +41,7 @@ class BatchRows:
     """A batch collapsed to one statement's worth of rows per table."""
 
     inserts: dict[int, list[object]] = field(default_factory=dict)
-    counters: dict[int, tuple[int, datetime]] = field(default_factory=dict)
+    counters: dict[int, tuple[int, datetime, datetime]] = field(default_factory=dict)  # id → dups, seen, received
     alerts: dict[str, list[object]] = field(default_factory=dict)
 
     @classmethod
@@ -56,11 +56,15 @@ class BatchRows:
             elif st.event_id in rows.inserts:  # duplicate of a row created in this same batch
                 rows.inserts[st.event_id][10:12] = [_ts(st.last_seen_ms), st.duplicates]
             else:
-                rows.counters[st.event_id] = (st.duplicates, _ts(st.last_seen_ms))
+                rows.counters[st.event_id] = (st.duplicates, _ts(st.last_seen_ms), _ts(st.received_ms))
             prev = rows.alerts.get(o.event.fingerprint)
             episodes = (prev[12] if prev else 0) + o.episode_delta  # type: ignore[operator]
             rows.alerts[o.event.fingerprint] = _alert_row(o, st, episode_delta=episodes)
         return rows
+
+    def days(self) -> set[date]:
+        """UTC days the new rows fall on: each needs its alert_events partition."""
+        return {row[8].date() for row in self.inserts.values()}  # type: ignore[attr-defined]
 
 
 def _event_row(o: Outcome, st: FingerprintState) -> list[object]:
@@ -88,13 +92,14 @@ INSERT INTO alert_events (id, fingerprint, status, labels, annotations, starts_a
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::timestamptz[],
                      $7::timestamptz[], $8::text[], $9::timestamptz[], $10::text[], $11::timestamptz[],
                      $12::int[], $13::bool[], $14::text[], $15::text[], $16::text[], $17::text[])
-ON CONFLICT (id) DO NOTHING
+ON CONFLICT (id, received_at) DO NOTHING
 """
 
 _UPDATE_COUNTERS = """
 UPDATE alert_events AS e SET duplicates = u.duplicates, last_seen_at = u.last_seen_at
-FROM unnest($1::bigint[], $2::int[], $3::timestamptz[]) AS u(id, duplicates, last_seen_at)
-WHERE e.id = u.id
+FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::timestamptz[])
+     AS u(id, duplicates, last_seen_at, received_at)
+WHERE e.id = u.id AND e.received_at = u.received_at  -- received_at prunes to the row's partition
 """
 
 _UPSERT_ALERTS = """
@@ -139,6 +144,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def open_pool(url: str, size: int) -> asyncpg.Pool:
+    """An asyncpg pool with our codecs, retried while PostgreSQL is still starting."""
+    return await retry(
+        "connect to PostgreSQL",
+        lambda: asyncpg.create_pool(url, min_size=1, max_size=size, init=_init_connection),
+        retryable=is_retryable,
+    )
+
+
 class StaleBatch(Exception):
     """Another worker already stored offsets this batch covers (a rebalance zombie): drop the batch."""
 
@@ -148,15 +162,10 @@ class PostgresSink:
         self._url = database_url
         self._pool_size = pool_size
         self.pool: asyncpg.Pool | None = None
+        self._partitions: set[date] = set()  # days whose alert_events partition is known to exist
 
     async def open(self) -> None:
-        self.pool = await retry(
-            "connect to PostgreSQL",
-            lambda: asyncpg.create_pool(
-                self._url, min_size=1, max_size=self._pool_size, init=_init_connection
-            ),
-            retryable=is_retryable,
-        )
+        self.pool = await open_pool(self._url, self._pool_size)
 
     async def close(self) -> None:
         if self.pool is not None:
@@ -170,22 +179,38 @@ class PostgresSink:
 
     async def committed_offsets(self, topic: str) -> dict[int, int]:
         assert self.pool is not None
-        rows = await self.pool.fetch(
-            "SELECT partition, next_offset FROM sink_offsets WHERE topic = $1", topic
-        )
+        rows = await self.pool.fetch("SELECT partition, next_offset FROM sink_offsets WHERE topic = $1", topic)
         return {r["partition"]: r["next_offset"] for r in rows}
+
+    async def ensure_partitions(self, days: set[date]) -> None:
+        """Create the missing daily partitions, each in its own short transaction (never inside a batch)."""
+        assert self.pool is not None
+        for day in sorted(days - self._partitions):
+            await self.pool.execute("SELECT alert_events_ensure_partition($1)", day)
+            self._partitions.add(day)
+
+    def forget_partitions(self) -> None:
+        """Retention dropped some: look again before the next write."""
+        self._partitions.clear()
 
     async def write(self, topic: str, outcomes: Sequence[Outcome], next_offsets: Mapping[int, int]) -> None:
         rows = BatchRows.build(outcomes)
         first = {}
         for o in outcomes:
             first.setdefault(o.event.position.partition, o.event.position.offset)
-        await retry(
-            "write batch to PostgreSQL",
-            lambda: self._write(topic, rows, first, next_offsets),
-            retryable=is_retryable,
-            deadline_s=120,
-        )
+
+        async def attempt() -> None:
+            await self.ensure_partitions(rows.days())
+            try:
+                await self._write(topic, rows, first, next_offsets)
+            except asyncpg.exceptions.CheckViolationError as exc:
+                if "no partition" not in str(exc):
+                    raise
+                self.forget_partitions()  # retention dropped a day we had cached: recreate it once
+                await self.ensure_partitions(rows.days())
+                await self._write(topic, rows, first, next_offsets)
+
+        await retry("write batch to PostgreSQL", attempt, retryable=is_retryable, deadline_s=120)
 
     async def _write(
         self, topic: str, rows: BatchRows, first: Mapping[int, int], next_offsets: Mapping[int, int]
@@ -208,6 +233,7 @@ class PostgresSink:
                     ids,
                     [rows.counters[i][0] for i in ids],
                     [rows.counters[i][1] for i in ids],
+                    [rows.counters[i][2] for i in ids],
                 )
             if rows.alerts:
                 await conn.execute(_UPSERT_ALERTS, *_columns(list(rows.alerts.values()), 14))

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import asyncpg
 import orjson
 from aiohttp import web
 from faust.web import View
@@ -67,6 +68,11 @@ class ApiView(View):
         except BrokerUnavailable as exc:
             log.error("broker unavailable: %s", exc)
             return self._problem(endpoint, 503, f"Kafka unavailable, nothing was accepted: {exc}")
+        except asyncpg.exceptions.QueryCanceledError:
+            timeout = self.app.settings.query_timeout  # type: ignore[attr-defined]
+            return self._problem(
+                endpoint, 503, f"query cancelled after the {timeout:g} s statement timeout: narrow the range or filter"
+            )
         except web.HTTPRequestEntityTooLarge as exc:
             limit = self.app.settings.max_body_bytes  # type: ignore[attr-defined]
             return self._problem(endpoint, 413, f"body larger than {limit} bytes ({exc.text})")
@@ -81,9 +87,7 @@ class ApiView(View):
             return
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise HTTPProblem(
-                401, "missing or wrong Authorization: Bearer token (ALERT_HISTORY_API_TOKEN is set)"
-            )
+            raise HTTPProblem(401, "missing or wrong Authorization: Bearer token (ALERT_HISTORY_API_TOKEN is set)")
 
 
 async def read_model(request: web.Request, model: type[M], wrap: Callable[[Any], Any] | None = None) -> M:

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 from multidict import MultiMapping
 
-from app.matchers import Matcher, MatcherError, parse_filters
+from app.matchers import MAX_REGEX_LEN, Matcher, MatcherError, parse_filters
 from web.api import HTTPProblem
 
 _RELATIVE = re.compile(r"^-?(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -60,6 +61,29 @@ def integer(query: MultiMapping[str], name: str, default: int, lo: int, hi: int)
     return value
 
 
+def boolean(query: MultiMapping[str], name: str, default: bool) -> bool:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise HTTPProblem(400, f"{name}: must be true or false, got {raw!r}")
+
+
+def regex(query: MultiMapping[str], name: str) -> re.Pattern[str] | None:
+    raw = query.get(name)
+    if not raw:
+        return None
+    if len(raw) > MAX_REGEX_LEN:
+        raise HTTPProblem(400, f"{name}: regex longer than {MAX_REGEX_LEN} characters")
+    try:
+        return re.compile(raw)
+    except re.error as exc:
+        raise HTTPProblem(400, f"{name}: invalid regex {raw!r}: {exc}") from None
+
+
 def status(query: MultiMapping[str]) -> str | None:
     raw = query.get("status")
     if raw in (None, ""):
@@ -69,18 +93,21 @@ def status(query: MultiMapping[str]) -> str | None:
     return raw
 
 
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+def encode_cursor(received_at: datetime, event_id: int) -> str:
+    """Opaque to clients: the (received_at, id) keyset position of the last row of a page."""
+    micros = (received_at - _EPOCH) // timedelta(microseconds=1)
+    return base64.urlsafe_b64encode(f"k{micros}.{event_id}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(query: MultiMapping[str]) -> int | None:
+def decode_cursor(query: MultiMapping[str]) -> tuple[datetime, int] | None:
     raw = query.get("cursor")
     if not raw:
         return None
     try:
         text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-        if text.startswith("s"):
-            return int(text[1:])
-    except (ValueError, UnicodeDecodeError):
+        if text.startswith("k"):
+            micros, event_id = text[1:].split(".")
+            return _EPOCH + timedelta(microseconds=int(micros)), int(event_id)
+    except (ValueError, UnicodeDecodeError, OverflowError):
         pass
     raise HTTPProblem(400, "cursor: not a cursor this service returned")

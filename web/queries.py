@@ -1,17 +1,20 @@
-"""Read-side SQL, all parameterised: history pages and per-alert timelines."""
+"""Read-side SQL, all parameterised: history pages, per-alert timelines and reports."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+import asyncpg
 
 from app.matchers import Matcher, matchers_to_sql
 from web.api import rfc3339
 
 EVENT_COLUMNS = (
-    "id, seq, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, received_at, "
+    "id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, received_at, "
     "last_seen_at, duplicates, flapping, severity, classification"
 )
 
@@ -23,7 +26,7 @@ class HistoryQuery:
     until: datetime | None = None
     status: str | None = None
     fingerprint: str | None = None
-    before_seq: int | None = None  # keyset cursor: rows committed before this one
+    before: tuple[datetime, int] | None = None  # keyset cursor: (received_at, id) of the last row shown
     limit: int | None = 100
     oldest_first: bool = False
 
@@ -34,18 +37,40 @@ class HistoryQuery:
             ("received_at", "<=", self.until),
             ("status", "=", self.status),
             ("fingerprint", "=", self.fingerprint),
-            ("seq", "<", self.before_seq),
         ):
             if value is not None:
                 params.append(value)
                 clauses.append(f"{column} {op} ${len(params)}")
+        if self.before is not None:
+            # Row comparison: the (received_at DESC, id DESC) index walks straight to the next page.
+            params.extend(self.before)
+            op = ">" if self.oldest_first else "<"
+            clauses.append(f"(received_at, id) {op} (${len(params) - 1}, ${len(params)})")
         where = " AND ".join(clauses) or "true"
-        order = "seq ASC" if self.oldest_first else "seq DESC"
+        order = "received_at, id" if self.oldest_first else "received_at DESC, id DESC"
         sql = f"SELECT {EVENT_COLUMNS} FROM alert_events WHERE {where} ORDER BY {order}"
         if self.limit is not None:
             params.append(self.limit)
             sql += f" LIMIT ${len(params)}"
         return sql, params
+
+
+NO_END = "0001-01-01T00:00:00.000Z"  # Alertmanager's "no end known"
+
+
+def gettable_alert(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An `alerts` row in Alertmanager API v2's gettableAlert shape (every field amtool requires)."""
+    return {
+        "labels": row["labels"],
+        "annotations": row["annotations"],
+        "startsAt": rfc3339(row["starts_at"]),
+        "endsAt": rfc3339(row["ends_at"]) or NO_END,
+        "updatedAt": rfc3339(row["last_seen_at"]),
+        "generatorURL": row["generator_url"],
+        "fingerprint": row["fingerprint"],
+        "receivers": [{"name": row["receiver"] or "alert-history"}],
+        "status": {"state": "active", "silencedBy": [], "inhibitedBy": [], "mutedBy": []},
+    }
 
 
 def event_json(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -66,3 +91,174 @@ def event_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "severity": row["severity"],
         "classification": row["classification"],
     }
+
+
+@asynccontextmanager
+async def read_tx(pool: asyncpg.Pool, timeout_s: float) -> AsyncIterator[asyncpg.Connection]:
+    """A read-only snapshot under a statement timeout: a slow regex or a huge range is cancelled, not left
+    to hold a connection (the caller maps the cancellation to a 503 naming the timeout)."""
+    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+        yield conn
+
+
+def episodes(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Firing → resolved episodes of one alert's timeline (rows oldest first), keyed by startsAt."""
+    by_start: dict[datetime, dict[str, Any]] = {}
+    for r in rows:
+        ep = by_start.setdefault(
+            r["starts_at"],
+            {"startsAt": rfc3339(r["starts_at"]), "resolvedAt": None, "durationSeconds": None,
+             "status": "firing", "events": 0, "flapping": False},
+        )  # fmt: skip
+        ep["events"] += 1
+        ep["flapping"] = ep["flapping"] or r["flapping"]
+        if r["status"] == "resolved" and ep["resolvedAt"] is None:
+            resolved = _resolved_at(r)
+            ep.update(
+                status="resolved",
+                resolvedAt=rfc3339(resolved),
+                durationSeconds=max(0.0, (resolved - r["starts_at"]).total_seconds()),
+            )
+    return list(by_start.values())
+
+
+def _resolved_at(row: Mapping[str, Any]) -> datetime:
+    # Alertmanager's endsAt is when it resolved; a producer that sent none resolved it when we heard.
+    ends = row["ends_at"]
+    return ends if ends is not None and ends >= row["starts_at"] else row["received_at"]
+
+
+# MTTR from resolved events: each carries its episode's startsAt and its endsAt, so an episode's
+# duration needs no join back to its firing row. A resighted resolve is the same episode again.
+_DURATION = (
+    "greatest(0, extract(epoch FROM (CASE WHEN ends_at >= starts_at THEN ends_at ELSE received_at END) - starts_at))"
+)
+
+BUCKETS = {"1h": timedelta(hours=1), "1d": timedelta(days=1)}
+
+
+@dataclass(frozen=True)
+class ReportQuery:
+    since: datetime
+    until: datetime
+    matchers: Sequence[Matcher] = ()
+    top: int = 10
+    bucket: timedelta = BUCKETS["1h"]
+
+    def _where(self) -> tuple[str, list[Any]]:
+        clauses, params = matchers_to_sql(self.matchers, "labels", 3)
+        return " AND ".join(["received_at >= $1", "received_at < $2", *clauses]), [self.since, self.until, *params]
+
+    async def run(self, conn: asyncpg.Connection) -> dict[str, Any]:
+        where, args = self._where()
+        top = len(args) + 1
+        totals = await conn.fetchrow(
+            f"""SELECT count(*) AS total_events, count(DISTINCT fingerprint) AS unique_alerts,
+                       coalesce(sum(duplicates), 0) AS duplicates_suppressed,
+                       count(*) FILTER (WHERE flapping) AS flapping_events
+                FROM alert_events WHERE {where}""",
+            *args,
+        )
+        noisiest = await conn.fetch(
+            f"""SELECT t.*, l.labels FROM (
+                    SELECT fingerprint, count(*) AS events, sum(duplicates) AS duplicates,
+                           count(*) + sum(duplicates) AS notifications,
+                           count(*) FILTER (WHERE flapping) AS flapping_events, max(received_at) AS last_received_at
+                    FROM alert_events WHERE {where}
+                    GROUP BY fingerprint ORDER BY notifications DESC, fingerprint LIMIT ${top}) AS t
+                CROSS JOIN LATERAL (SELECT labels FROM alert_events e WHERE e.fingerprint = t.fingerprint
+                                    AND e.received_at = t.last_received_at LIMIT 1) AS l
+                ORDER BY t.notifications DESC, t.fingerprint""",
+            *args,
+            self.top,
+        )
+        flapping = await conn.fetch(
+            f"""SELECT t.*, l.labels FROM (
+                    SELECT fingerprint, count(*) AS transitions, count(*) FILTER (WHERE flapping) AS flapping_events,
+                           min(received_at) FILTER (WHERE flapping) AS first_flapping_at,
+                           max(received_at) AS last_received_at
+                    FROM alert_events WHERE {where}
+                    GROUP BY fingerprint HAVING bool_or(flapping)
+                    ORDER BY flapping_events DESC, fingerprint LIMIT ${top}) AS t
+                CROSS JOIN LATERAL (SELECT labels FROM alert_events e WHERE e.fingerprint = t.fingerprint
+                                    AND e.received_at = t.last_received_at LIMIT 1) AS l
+                ORDER BY t.flapping_events DESC, t.fingerprint""",
+            *args,
+            self.top,
+        )
+        mttr = await conn.fetch(
+            f"""SELECT labels->>'alertname' AS alertname, GROUPING(labels->>'alertname') = 1 AS overall,
+                       count(*) AS episodes, avg({_DURATION}) AS mean,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY {_DURATION}) AS p50,
+                       percentile_cont(0.9) WITHIN GROUP (ORDER BY {_DURATION}) AS p90
+                FROM alert_events WHERE {where} AND status = 'resolved' AND decision <> 'resighted'
+                GROUP BY GROUPING SETS ((), (labels->>'alertname'))
+                ORDER BY overall DESC, episodes DESC, alertname""",
+            *args,
+        )
+        buckets = await conn.fetch(
+            f"""SELECT date_bin(${top}, received_at, timestamptz '2000-01-01') AS start, status, severity,
+                       count(*) AS events
+                FROM alert_events WHERE {where} GROUP BY 1, 2, 3 ORDER BY 1""",
+            *args,
+            self.bucket,
+        )
+        overall = next((r for r in mttr if r["overall"]), None)
+        return {
+            "since": rfc3339(self.since),
+            "until": rfc3339(self.until),
+            **{k: int(v) for k, v in totals.items()},
+            "top_alerts": [_ranked(r, "events", "duplicates", "notifications", "flapping_events") for r in noisiest],
+            "flapping_alerts": [
+                {**_ranked(r, "transitions", "flapping_events"), "firstFlappingAt": rfc3339(r["first_flapping_at"])}
+                for r in flapping
+            ],
+            "mttr_seconds": {
+                "overall": _seconds(overall["mean"]) if overall and overall["episodes"] else None,
+                "p50": _seconds(overall["p50"]) if overall and overall["episodes"] else None,
+                "p90": _seconds(overall["p90"]) if overall and overall["episodes"] else None,
+                "episodes": int(overall["episodes"]) if overall else 0,
+                "by_alertname": [
+                    {
+                        "alertname": r["alertname"] or "",
+                        "mttr_seconds": _seconds(r["mean"]),
+                        "p50_seconds": _seconds(r["p50"]),
+                        "p90_seconds": _seconds(r["p90"]),
+                        "episodes": int(r["episodes"]),
+                    }
+                    for r in mttr
+                    if not r["overall"]
+                ][: self.top],
+            },
+            "bucket_seconds": int(self.bucket.total_seconds()),
+            "buckets": _pivot(buckets),
+        }
+
+
+def _ranked(row: Mapping[str, Any], *counts: str) -> dict[str, Any]:
+    return {
+        "fingerprint": row["fingerprint"],
+        "alertname": row["labels"].get("alertname", ""),
+        "labels": row["labels"],
+        **{c: int(row[c]) for c in counts},
+        "lastReceivedAt": rfc3339(row["last_received_at"]),
+    }
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else round(float(value), 3)
+
+
+def _pivot(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """(start, status, severity, n) rows → one chart point per bucket."""
+    points: dict[datetime, dict[str, Any]] = {}
+    for r in rows:
+        p = points.setdefault(
+            r["start"], {"start": rfc3339(r["start"]), "total": 0, "by_status": {}, "by_severity": {}}
+        )
+        n = int(r["events"])
+        p["total"] += n
+        p["by_status"][r["status"]] = p["by_status"].get(r["status"], 0) + n
+        p["by_severity"][r["severity"]] = p["by_severity"].get(r["severity"], 0) + n
+    return list(points.values())

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from typing import Any
 
 import orjson
@@ -12,11 +13,12 @@ from aiohttp import web
 
 from app import metrics
 from app.fingerprint import fingerprint
+from app.matchers import matchers_to_sql
 from app.models import AlertIn, PostableAlerts, WebhookIn
 from app.produce import OutMessage, produce_all
-from web import params
-from web.api import ApiView, HTTPProblem, json_response, read_model
-from web.queries import HistoryQuery, event_json
+from web import openapi, params
+from web.api import ApiView, HTTPProblem, json_response, read_model, rfc3339
+from web.queries import BUCKETS, HistoryQuery, ReportQuery, episodes, event_json, gettable_alert, read_tx
 
 
 def topic_messages(app: Any, alerts: list[AlertIn], receiver: str | None, source: str) -> list[OutMessage]:
@@ -45,7 +47,27 @@ class Webhook(ApiView):
 
 
 class AlertsV2(ApiView):
-    """Alertmanager API v2 `/api/v2/alerts`: Prometheus can list us as an Alertmanager."""
+    """Alertmanager API v2 `/api/v2/alerts`: Prometheus can list us as an Alertmanager, amtool can query us."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        q = request.query
+        wanted = {flag: params.boolean(q, flag, True) for flag in ("active", "silenced", "inhibited", "unprocessed")}
+        receiver = params.regex(q, "receiver")
+        if not wanted["active"]:
+            return json_response([])  # nothing here is silenced, inhibited or unprocessed: all is active
+        clauses, args = matchers_to_sql(params.matchers(q), "labels", 1)
+        sql = (
+            "SELECT fingerprint, labels, annotations, starts_at, ends_at, generator_url, last_seen_at, receiver "
+            "FROM alerts WHERE status = 'firing' AND (ends_at IS NULL OR ends_at > now()) "
+            + "".join(f"AND {c} " for c in clauses)
+            + "ORDER BY starts_at, fingerprint"
+        )
+        async with read_tx(self.app.resources.db, self.app.settings.query_timeout) as conn:
+            rows = await conn.fetch(sql, *args)
+        alerts = [gettable_alert(r) for r in rows]
+        if receiver is not None:
+            alerts = [a for a in alerts if any(receiver.fullmatch(x["name"]) for x in a["receivers"])]
+        return json_response(alerts)
 
     async def post(self, request: web.Request) -> web.Response:
         body = await read_model(request, PostableAlerts, wrap=lambda data: {"alerts": data})
@@ -67,14 +89,16 @@ class History(ApiView):
             since=since,
             until=until,
             status=params.status(q),
-            before_seq=params.decode_cursor(q),
+            before=params.decode_cursor(q),
             limit=None if ndjson else params.integer(q, "limit", 100, 1, 1000),
         )
         if ndjson:
             return await self._stream(request, query)
         sql, args = query.sql()
-        rows = await self.app.resources.db.fetch(sql, *args)
-        nxt = params.encode_cursor(rows[-1]["seq"]) if query.limit and len(rows) == query.limit else None
+        async with read_tx(self.app.resources.db, self.app.settings.query_timeout) as conn:
+            rows = await conn.fetch(sql, *args)
+        last = rows[-1] if query.limit and len(rows) == query.limit else None
+        nxt = params.encode_cursor(last["received_at"], last["id"]) if last else None
         return json_response({"items": [event_json(r) for r in rows], "next": nxt})
 
     async def _stream(self, request: web.Request, query: HistoryQuery) -> web.StreamResponse:
@@ -82,7 +106,7 @@ class History(ApiView):
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
         sql, args = query.sql()
-        async with self.app.resources.db.acquire() as conn, conn.transaction():
+        async with read_tx(self.app.resources.db, self.app.settings.query_timeout) as conn:
             async for row in conn.cursor(sql, *args, prefetch=500):
                 await resp.write(orjson.dumps(event_json(row)) + b"\n")
         await resp.write_eof()
@@ -94,10 +118,67 @@ class AlertTimeline(ApiView):
         if len(fingerprint) != 16 or any(c not in "0123456789abcdef" for c in fingerprint):
             raise HTTPProblem(400, "fingerprint: must be 16 lowercase hex digits")
         sql, args = HistoryQuery(fingerprint=fingerprint, limit=None, oldest_first=True).sql()
-        rows = await self.app.resources.db.fetch(sql, *args)
+        async with read_tx(self.app.resources.db, self.app.settings.query_timeout) as conn:
+            rows = await conn.fetch(sql, *args)
         if not rows:
             raise HTTPProblem(404, f"no history for fingerprint {fingerprint}")
-        return json_response({"fingerprint": fingerprint, "items": [event_json(r) for r in rows]})
+        return json_response(
+            {
+                "fingerprint": fingerprint,
+                "labels": rows[-1]["labels"],
+                "items": [event_json(r) for r in rows],
+                "episodes": episodes(rows),
+            }
+        )
+
+
+class Report(ApiView):
+    """Totals, noisiest and flapping alerts, MTTR and a time series, over a range (default: the last 24 h)."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        q = request.query
+        now = datetime.now(UTC)
+        since, until = params.time_range(q, now)
+        bucket = q.get("bucket") or "1h"
+        if bucket not in BUCKETS:
+            raise HTTPProblem(400, f"bucket: must be one of {', '.join(BUCKETS)}, got {bucket!r}")
+        report = ReportQuery(
+            since=since or (until or now) - timedelta(days=1),
+            until=until or now,
+            matchers=params.matchers(q),
+            top=params.integer(q, "top", 10, 1, 100),
+            bucket=BUCKETS[bucket],
+        )
+        async with read_tx(self.app.resources.db, self.app.settings.query_timeout) as conn:
+            return json_response(await report.run(conn))
+
+
+class StatusV2(ApiView):
+    """Alertmanager API v2 `/api/v2/status`: what amtool reads before it talks to us."""
+
+    started = datetime.now(UTC)
+
+    async def get(self, request: web.Request) -> web.Response:
+        return json_response(
+            {
+                "cluster": {"name": self.app.settings.app_id, "status": "disabled", "peers": []},
+                "versionInfo": {
+                    "version": version("alert-history"),
+                    "revision": "",
+                    "branch": "",
+                    "buildUser": "",
+                    "buildDate": "",
+                    "goVersion": "none (alert-history, Python)",
+                },
+                "config": {"original": ""},
+                "uptime": rfc3339(self.started),
+            }
+        )
+
+
+class OpenAPI(ApiView):
+    async def get(self, request: web.Request) -> web.Response:
+        return json_response(openapi.document(version("alert-history")))
 
 
 class Healthz(ApiView):

@@ -100,7 +100,11 @@ async def test_restart_loses_nothing_acknowledged(make_worker, db) -> None:  # t
 
     second = make_worker(env=first.env)
     await second.wait_ready()
-    await eventually(lambda: _exactly(db, run, 300), timeout=60, what="all 300 acknowledged events stored")
+    try:
+        await eventually(lambda: _exactly(db, run, 300), timeout=60, what="all 300 acknowledged events stored")
+    except AssertionError as exc:
+        logs = f"--- first worker ---\n{first.tail()}\n--- second worker ---\n{second.tail()}"
+        raise AssertionError(f"{exc}; rows: {await count(db, run)}\n{logs}") from None
     dup = await db.fetchval(
         "SELECT count(*) FROM alert_events WHERE labels->>'run' = $1 AND duplicates > 0", run
     )
@@ -111,3 +115,4 @@ async def _exactly(db, run: str, n: int) -> bool:  # type: ignore[no-untyped-def
     got = await count(db, run)
     assert got <= n, f"{got} rows for {n} distinct events: something was stored twice"
     return got == n
+
