@@ -10,6 +10,7 @@ import faust
 import mode
 import redis.asyncio as aioredis
 
+from app import retention
 from app.logs import logging_config
 from app.pipeline import Pipeline, wire
 from app.settings import Settings
@@ -92,7 +93,19 @@ def create_app(settings: Settings) -> AlertHistoryApp:
     app.resources = Resources(settings, loop=app.loop)
     app.add_dependency(app.resources)  # type: ignore[arg-type]
     app.pipeline = wire(app, settings, app.resources.sink)
+    _schedule_upkeep(app)
     from web.routes import register
 
     register(app)
     return app
+
+
+def _schedule_upkeep(app: AlertHistoryApp) -> None:
+    async def run() -> None:
+        try:
+            await retention.upkeep(app.resources.db, app.settings.retention_days)
+        except Exception:  # retried next hour; the sink creates the partitions it needs meanwhile
+            log.exception("partition upkeep failed")
+
+    app.task(run)
+    app.timer(interval=3600.0, name="partition-upkeep")(run)

@@ -129,9 +129,7 @@ def worker_env(endpoints: Endpoints, workdir: Path, **settings: object) -> dict[
 
 
 @pytest.fixture(scope="session")
-def make_worker(
-    endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., Worker]]:
+def make_worker(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Worker]]:
     """Factory: make_worker(env=None, **settings) → a started Worker (not yet waited for)."""
     started: list[Worker] = []
 

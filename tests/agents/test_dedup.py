@@ -53,9 +53,7 @@ def test_duplicates_grow_counters_not_rows() -> None:
 
 
 def test_transition_opens_a_new_row_and_episode() -> None:
-    st = state_after(
-        event(offset=1), event(status="resolved", offset=2, seen=5), event(starts=100, offset=3, seen=100)
-    )
+    st = state_after(event(offset=1), event(status="resolved", offset=2, seen=5), event(starts=100, offset=3, seen=100))
     assert st is not None
     assert (st.status, st.episodes, st.duplicates, st.event_id) == ("firing", 2, 0, 3)
 

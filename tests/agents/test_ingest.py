@@ -20,9 +20,7 @@ def test_minimal_message_gets_fingerprint_status_and_start() -> None:
 
 
 def test_alertmanager_times_nanoseconds_and_zero_end() -> None:
-    e = decode(
-        msg(labels={"a": "b"}, startsAt="2025-12-31T23:59:00.123456789Z", endsAt="0001-01-01T00:00:00Z"), POS
-    )
+    e = decode(msg(labels={"a": "b"}, startsAt="2025-12-31T23:59:00.123456789Z", endsAt="0001-01-01T00:00:00Z"), POS)
     assert e.ends_at is None and e.status == "firing"
     assert e.starts_at.microsecond == 123456
 

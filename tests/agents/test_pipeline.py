@@ -56,16 +56,10 @@ async def test_raw_message_without_fingerprint_or_status(worker: Worker, db) -> 
     # Unkeyed, as a naive producer would: the pipeline re-keys it to its fingerprint's partition.
     await produce(
         worker,
-        [
-            orjson.dumps(
-                {"labels": labels, "endsAt": "2020-01-01T00:00:00Z", "startsAt": "2019-12-31T23:00:00Z"}
-            )
-        ],
+        [orjson.dumps({"labels": labels, "endsAt": "2020-01-01T00:00:00Z", "startsAt": "2019-12-31T23:00:00Z"})],
     )
     await eventually(lambda: count(db, run), what="raw message stored")
-    row = await db.fetchrow(
-        "SELECT fingerprint, status, ends_at FROM alert_events WHERE labels->>'run' = $1", run
-    )
+    row = await db.fetchrow("SELECT fingerprint, status, ends_at FROM alert_events WHERE labels->>'run' = $1", run)
     assert row["fingerprint"] == fingerprint(labels)
     assert row["status"] == "resolved"  # derived: endsAt in the past
 
@@ -105,9 +99,7 @@ async def test_restart_loses_nothing_acknowledged(make_worker, db) -> None:  # t
     except AssertionError as exc:
         logs = f"--- first worker ---\n{first.tail()}\n--- second worker ---\n{second.tail()}"
         raise AssertionError(f"{exc}; rows: {await count(db, run)}\n{logs}") from None
-    dup = await db.fetchval(
-        "SELECT count(*) FROM alert_events WHERE labels->>'run' = $1 AND duplicates > 0", run
-    )
+    dup = await db.fetchval("SELECT count(*) FROM alert_events WHERE labels->>'run' = $1 AND duplicates > 0", run)
     assert dup == 0
 
 
@@ -115,4 +107,3 @@ async def _exactly(db, run: str, n: int) -> bool:  # type: ignore[no-untyped-def
     got = await count(db, run)
     assert got <= n, f"{got} rows for {n} distinct events: something was stored twice"
     return got == n
-

@@ -7,8 +7,10 @@ from tests.web.test_webhook import am_alert, webhook
 
 
 async def _seed(http, worker: Worker, run: str, n: int) -> None:  # type: ignore[no-untyped-def]
-    alerts = [am_alert({"alertname": "Paged", "run": run, "i": f"{i:02d}", "team": "db" if i % 2 else "web"})
-              for i in range(n)]
+    alerts = [
+        am_alert({"alertname": "Paged", "run": run, "i": f"{i:02d}", "team": "db" if i % 2 else "web"})
+        for i in range(n)
+    ]
     async with http.post(f"{worker.url}/webhook", json=webhook(alerts)) as r:
         assert r.status == 202
 
@@ -68,3 +70,28 @@ async def test_bad_parameters_are_400_naming_them(worker: Worker, http) -> None:
         async with http.get(f"{worker.url}/history", params=params) as r:
             assert r.status == 400, params
             assert says in (await r.json())["error"], params
+
+
+async def test_paging_while_inserts_go_on_shows_every_row_once(worker: Worker, http) -> None:
+    run = unique()
+    await _seed(http, worker, run, 12)
+    url = f"{worker.url}/history"
+    async with http.get(url, params={"filter": f'run="{run}"', "limit": "1000"}) as r:
+        before = {i["id"] for i in (await r.json())["items"]}
+    seen: list[str] = []
+    cursor, n = None, 0
+    while True:
+        params = {"filter": f'run="{run}"', "limit": "4", **({"cursor": cursor} if cursor else {})}
+        async with http.get(url, params=params) as r:
+            page = await r.json()
+        seen += [i["id"] for i in page["items"]]
+        # Newer events land while we page: they must neither repeat nor push older ones out.
+        late = [am_alert({"alertname": "Late", "run": run, "n": f"{n}-{k}"}) for k in range(3)]
+        async with http.post(f"{worker.url}/webhook", json=webhook(late)) as r:
+            assert r.status == 202
+        n += 1
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)), "an event was shown twice"
+    assert before <= set(seen), "an event that existed before paging began was skipped"

@@ -53,8 +53,7 @@ async def history(http: aiohttp.ClientSession, worker: Worker, **params: str) ->
 async def test_webhook_alerts_are_queryable_with_alertmanager_fingerprints(worker: Worker, http) -> None:
     run = unique()
     alerts = [
-        am_alert({"alertname": "Disk", "run": run, "instance": f"h{i}:9100", "severity": "warning"})
-        for i in range(25)
+        am_alert({"alertname": "Disk", "run": run, "instance": f"h{i}:9100", "severity": "warning"}) for i in range(25)
     ]
     async with http.post(f"{worker.url}/webhook", json=webhook(alerts)) as r:
         assert r.status == 202
