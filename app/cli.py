@@ -65,7 +65,8 @@ def cmd_worker(argv: list[str]) -> int:
     _require(settings, "kafka_brokers", "database_url")
     logging.config.dictConfig(logging_config(settings))
     asyncio.run(prepare(settings))
-    return _faust_main(settings, ["worker", "--loglevel", settings.log_level.lower(), *argv])
+    faust_level = {"WARNING": "warn"}.get(settings.log_level, settings.log_level.lower())  # Faust's spelling
+    return _faust_main(settings, ["worker", "--loglevel", faust_level, *argv])
 
 
 def _faust_main(settings: Settings, argv: list[str]) -> int:
@@ -165,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "migrate":
         return cmd_migrate(rest)
     if command == "bench":
-        print("alert-history bench: not built yet (see the open Performance issue)", file=sys.stderr)
-        return 2
+        from app.bench.run import main as bench_main
+
+        return bench_main(rest)
     return _faust_main(_settings_or_exit(), argv)
 
 

@@ -1,0 +1,371 @@
+"""`alert-history bench`: every goal of the Performance issue measured in one run, with a naive baseline.
+
+Phases, each on the same embedded (or ALERT_HISTORY_*) services:
+  produce  - the generated stream onto a fresh topic (a backlog)
+  e2e      - a real worker drains the backlog: Kafka → dedup → PostgreSQL, alerts/s and worker RSS
+  naive    - the per-event baseline agent on the same backlog, same machine, same run
+  webhook  - concurrent POST /webhook batches of 50 (rate, p99), with freshness probes (2xx → in /history)
+  queries  - /history (matcher + 24 h, limit 100) and /report (30 days) on ≥1M seeded events
+The last line printed is exactly `BENCH {json}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
+from tqdm import tqdm
+
+from app.bench.stream import alert_labels, generate
+from app.fingerprint import fingerprint
+from app.services import Endpoints, ServiceStack, free_port
+from app.settings import ENV_PREFIX, Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Results:
+    rows: list[tuple[str, str, str, str]] = field(default_factory=list)  # measure, value, goal, verdict
+    summary: dict[str, float | None] = field(default_factory=dict)
+
+    def add(self, key: str, label: str, value: float | None, unit: str, goal: str, ok: bool | None) -> None:
+        self.summary[key] = None if value is None else round(value, 1)
+        shown = "n/a" if value is None else f"{value:,.1f} {unit}"
+        self.rows.append((label, shown, goal, "" if ok is None else ("ok" if ok else "MISSED")))
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of a process and its children (the worker is one process)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+class Proc:
+    """A worker (or the naive agent) as a subprocess with its own settings and log file."""
+
+    def __init__(self, module: str, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, "worker", *(["--loglevel", "warn"] if module != "app.cli" else [])],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+            raise SystemExit(f"bench: {self.proc.args} exited with {self.proc.returncode}:\n{tail}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+async def poll(
+    check: Callable[[], Awaitable[int]], total: int, desc: str, proc: Proc, timeout_s: float
+) -> list[tuple[float, int]]:
+    """Sample progress until `total` is reached; returns (time, count) samples."""
+    samples: list[tuple[float, int]] = []
+    deadline = time.monotonic() + timeout_s
+    with tqdm(total=total, desc=desc, unit="ev", file=sys.stderr, dynamic_ncols=True) as bar:
+        while time.monotonic() < deadline:
+            proc.check()
+            n = await check()
+            samples.append((time.monotonic(), n))
+            bar.update(n - bar.n)
+            if n >= total:
+                return samples
+            await asyncio.sleep(0.2)
+    raise SystemExit(f"bench: {desc} did not finish in {timeout_s:.0f}s ({samples[-1][1]} of {total})")
+
+
+def sustained_rate(samples: list[tuple[float, int]]) -> float:
+    """From the first progress to the last: start-up and recovery are not throughput."""
+    started = next(((t, n) for t, n in samples if n > 0), samples[0])
+    t1, n1 = samples[-1]
+    return (n1 - started[1]) / max(t1 - started[0], 1e-9)
+
+
+async def produce(ep: Endpoints, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=ep.kafka_brokers, acks="all", linger_ms=20, max_batch_size=512 * 1024)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        with tqdm(total=len(messages), desc="produce", unit="ev", file=sys.stderr, dynamic_ncols=True) as bar:
+            for i in range(0, len(messages), 5000):
+                chunk = messages[i : i + 5000]
+                futures = [await producer.send(topic, value, key=key) for key, value in chunk]
+                await asyncio.gather(*futures)
+                bar.update(len(chunk))
+    finally:
+        await producer.stop()
+    return len(messages) / (time.perf_counter() - started)
+
+
+async def webhook_load(url: str, run: str, alerts: int, concurrency: int, db: asyncpg.Pool) -> dict[str, Any]:
+    """Batches of 50 from `concurrency` clients; meanwhile probes time 2xx → visible in /history."""
+    latencies: list[float] = []
+    freshness: list[float] = []
+    sent = 0
+    done = asyncio.Event()
+
+    async def client(session: aiohttp.ClientSession, c: int) -> None:
+        nonlocal sent
+        i = c
+        while sent < alerts:
+            batch = []
+            for j in range(50):
+                labels = alert_labels((i * 50 + j) % 50_000, run)
+                batch.append({"labels": labels, "annotations": {}, "startsAt": _now(), "endsAt": "0001-01-01T00:00:00Z",
+                              "status": "firing", "fingerprint": fingerprint(labels)})  # fmt: skip
+            sent += 50
+            t = time.perf_counter()
+            async with session.post(f"{url}/webhook", json={"version": "4", "alerts": batch}) as r:
+                if r.status != 202:
+                    raise SystemExit(f"bench: webhook answered {r.status}: {await r.text()}")
+            latencies.append((time.perf_counter() - t) * 1000)
+            i += concurrency
+
+    async def prober(session: aiohttp.ClientSession) -> None:
+        while not done.is_set():
+            probe = uuid.uuid4().hex[:12]
+            labels = {"alertname": "FreshnessProbe", "probe": probe}
+            t = time.perf_counter()
+            async with session.post(f"{url}/webhook", json={"version": "4", "alerts": [{"labels": labels}]}) as r:
+                assert r.status == 202
+            while time.perf_counter() - t < 30:
+                if await db.fetchval(
+                    "SELECT 1 FROM alert_events WHERE labels @> $1::jsonb AND received_at > now() - interval '5 min'",
+                    orjson.dumps({"probe": probe}).decode(),
+                ):
+                    freshness.append((time.perf_counter() - t) * 1000)
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency + 2)) as session:
+        probing = asyncio.create_task(prober(session))
+        started = time.perf_counter()
+        with tqdm(total=alerts, desc="webhook", unit="alert", file=sys.stderr, dynamic_ncols=True) as bar:
+
+            async def progress() -> None:
+                while not done.is_set():
+                    bar.update(min(sent, alerts) - bar.n)
+                    await asyncio.sleep(0.2)
+
+            ticker = asyncio.create_task(progress())
+            await asyncio.gather(*(client(session, c) for c in range(concurrency)))
+            elapsed = time.perf_counter() - started
+            await asyncio.sleep(2)  # let the last probes land
+            done.set()
+            await ticker
+        await probing
+    return {
+        "rate": sent / elapsed,
+        "p99": pct(latencies, 99),
+        "freshness_p95": pct(freshness, 95),
+        "probes": len(freshness),
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def timed_gets(url: str, params: list[dict[str, str]]) -> list[float]:
+    out = []
+    async with aiohttp.ClientSession() as session:
+        for p in params:
+            t = time.perf_counter()
+            async with session.get(url, params=p) as r:
+                await r.read()
+                if r.status != 200:
+                    raise SystemExit(f"bench: GET {url} {p} answered {r.status}")
+            out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+async def bench(args: argparse.Namespace, ep: Endpoints, workdir: Path) -> Results:
+    from app.migrate import migrate
+    from app.seed import seed_events
+    from app.topics import ensure_topics
+
+    res = Results()
+    run = uuid.uuid4().hex[:8]
+    settings = Settings(
+        kafka_brokers=ep.kafka_brokers, database_url=ep.database_url, topic=f"bench-{run}", partitions=args.partitions
+    )  # type: ignore[call-arg]
+    await migrate(ep.database_url)
+    await ensure_topics(settings)
+    db = await asyncpg.create_pool(ep.database_url, min_size=1, max_size=4)
+    print(
+        f"bench: {args.events:,} events over {args.fingerprints:,} fingerprints, topic {settings.topic}",
+        file=sys.stderr,
+    )
+    messages = list(generate(args.events, args.fingerprints, run))
+    produce_rate = await produce(ep, settings.topic, messages)
+    del messages
+    res.add("produce_alerts_per_s", "backlog produce (aiokafka, acks=all)", produce_rate, "alerts/s", "", None)
+
+    port = free_port()
+    env = {
+        f"{ENV_PREFIX}KAFKA_BROKERS": ep.kafka_brokers, f"{ENV_PREFIX}DATABASE_URL": ep.database_url,
+        f"{ENV_PREFIX}TOPIC": settings.topic, f"{ENV_PREFIX}PARTITIONS": str(args.partitions),
+        f"{ENV_PREFIX}APP_ID": f"bench-{run}", f"{ENV_PREFIX}DATA_DIR": str(workdir / "state"),
+        f"{ENV_PREFIX}WEB_PORT": str(port), f"{ENV_PREFIX}LOG_LEVEL": "WARNING", f"{ENV_PREFIX}LOG_FORMAT": "text",
+    }  # fmt: skip
+    worker = Proc("app.cli", env, workdir / "worker.log")
+    naive: Proc | None = None
+    try:
+
+        async def stored() -> int:
+            sql = "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets WHERE topic = $1"
+            return int(await db.fetchval(sql, settings.topic))
+
+        samples = await poll(stored, args.events, "e2e", worker, timeout_s=900)
+        e2e = sustained_rate(samples)
+        rss = rss_mb(worker.proc.pid)
+        res.add(
+            "e2e_alerts_per_s", "e2e Kafka → dedup → PostgreSQL, 1 worker", e2e, "alerts/s", "≥ 20,000", e2e >= 20_000
+        )
+
+        naive = Proc("app.bench.naive", {**env, f"{ENV_PREFIX}APP_ID": f"bench-{run}"}, workdir / "naive.log")
+
+        async def naive_rows() -> int:
+            exists = await db.fetchval("SELECT to_regclass('naive_events') IS NOT NULL")
+            return int(await db.fetchval("SELECT count(*) FROM naive_events")) if exists else 0
+
+        target = min(args.events, args.naive_events)
+        samples = await poll(naive_rows, target, "naive", naive, timeout_s=900)
+        naive_rate = sustained_rate(samples)
+        naive.stop()
+        await db.execute("DROP TABLE IF EXISTS naive_events")
+        res.add(
+            "naive_alerts_per_s", "naive baseline: per-event agent, 1 INSERT each", naive_rate, "alerts/s", "", None
+        )
+        ratio = e2e / naive_rate if naive_rate else None
+        res.add("e2e_vs_naive", "e2e / naive", ratio, "x", ">= 10x", ratio is not None and ratio >= 10)
+
+        hook = await webhook_load(f"http://127.0.0.1:{port}", run, args.webhook_alerts, args.concurrency, db)
+        res.add(
+            "webhook_alerts_per_s",
+            "webhook bridge, batches of 50",
+            hook["rate"],
+            "alerts/s",
+            "≥ 20,000",
+            hook["rate"] >= 20_000,
+        )
+        res.add(
+            "webhook_p99_ms",
+            "webhook p99 latency",
+            hook["p99"],
+            "ms",
+            "< 100",
+            hook["p99"] is not None and hook["p99"] < 100,
+        )
+        fresh = hook["freshness_p95"]
+        res.add("freshness_p95_ms", f"freshness p95, 2xx → stored ({hook['probes']} probes)", fresh, "ms", "< 1,000",
+                fresh is not None and fresh < 1000)  # fmt: skip
+
+        print(f"bench: seeding {args.history_events:,} events over 30 days", file=sys.stderr)
+        async with db.acquire() as conn:
+            await seed_events(conn, args.history_events, days=30, now=datetime.now(UTC))
+        worker.check()
+        url = f"http://127.0.0.1:{port}"
+        history = await timed_gets(
+            f"{url}/history",
+            [{"filter": f'alertname="Alert{k % 200}"', "since": "-24h", "limit": "100"} for k in range(args.queries)],
+        )
+        res.add("history_p50_ms", "/history matcher + 24 h, limit 100: p50", pct(history, 50), "ms", "", None)
+        res.add("history_p95_ms", "/history matcher + 24 h, limit 100: p95", pct(history, 95), "ms", "< 50",
+                (pct(history, 95) or 1e9) < 50)  # fmt: skip
+        report = await timed_gets(f"{url}/report", [{"since": "-30d", "bucket": "1d"}] * max(3, args.queries // 20))
+        res.add("report_p50_ms", "/report 30 days: p50", pct(report, 50), "ms", "", None)
+        res.add("report_p95_ms", "/report 30 days: p95", pct(report, 95), "ms", "", None)
+        res.add("worker_rss_mb", f"worker RSS after e2e ({args.fingerprints:,} fingerprints)", rss, "MB", "< 512",
+                rss is not None and rss < 512)  # fmt: skip
+    finally:
+        if naive is not None:
+            naive.stop()
+        worker.stop()
+        await db.close()
+    return res
+
+
+def print_table(res: Results) -> None:
+    head = ("measure", "value", "goal", "")
+    widths = [max(len(r[i]) for r in [head, *res.rows]) for i in range(4)]
+    line = "  ".join("-" * w for w in widths)
+    print(line)
+    for r in [head, *res.rows]:
+        print("  ".join(c.ljust(w) if i != 1 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+        if r is head:
+            print(line)
+    print(line)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="alert-history bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every size (0.1 for a quick look)")
+    parser.add_argument("--events", type=int, default=300_000, help="backlog events for e2e")
+    parser.add_argument("--fingerprints", type=int, default=50_000)
+    parser.add_argument("--naive-events", type=int, default=30_000, help="events the naive baseline is timed on")
+    parser.add_argument("--webhook-alerts", type=int, default=100_000)
+    parser.add_argument("--history-events", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--partitions", type=int, default=8)
+    args = parser.parse_args(argv)
+    for name in ("events", "fingerprints", "naive_events", "webhook_alerts", "history_events", "queries"):
+        setattr(args, name, max(1, int(getattr(args, name) * args.scale)))
+    args.webhook_alerts = max(50, args.webhook_alerts // 50 * 50)
+
+    with tempfile.TemporaryDirectory(prefix="alert-history-bench-") as tmp:
+        workdir = Path(tmp)
+        stack = ServiceStack.from_env(workdir=workdir / "services")
+        with stack as ep:
+            started = time.monotonic()
+            res = asyncio.run(bench(args, ep, workdir))
+    print_table(res)
+    print(f"bench: took {time.monotonic() - started:.0f} s", file=sys.stderr)
+    keys = ("e2e_alerts_per_s", "naive_alerts_per_s", "freshness_p95_ms", "webhook_alerts_per_s", "webhook_p99_ms",
+            "history_p95_ms", "worker_rss_mb")  # fmt: skip
+    print("BENCH " + orjson.dumps({k: res.summary.get(k) for k in keys}).decode(), flush=True)
+    return 0
