@@ -51,6 +51,10 @@ class Results:
         self.rows.append((label, shown, goal, "" if ok is None else ("ok" if ok else "MISSED")))
 
 
+def progress_bar(total: int, desc: str, unit: str) -> tqdm:
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=1)
+
+
 def pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -104,7 +108,7 @@ async def poll(
     """Sample progress until `total` is reached; returns (time, count) samples."""
     samples: list[tuple[float, int]] = []
     deadline = time.monotonic() + timeout_s
-    with tqdm(total=total, desc=desc, unit="ev", file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(total=total, desc=desc, unit="ev", file=sys.stderr, dynamic_ncols=True, mininterval=1) as bar:
         while time.monotonic() < deadline:
             proc.check()
             n = await check()
@@ -128,7 +132,7 @@ async def produce(ep: Endpoints, topic: str, messages: list[tuple[bytes, bytes]]
     await producer.start()
     started = time.perf_counter()
     try:
-        with tqdm(total=len(messages), desc="produce", unit="ev", file=sys.stderr, dynamic_ncols=True) as bar:
+        with progress_bar(len(messages), "produce", "ev") as bar:
             for i in range(0, len(messages), 5000):
                 chunk = messages[i : i + 5000]
                 futures = [await producer.send(topic, value, key=key) for key, value in chunk]
@@ -183,7 +187,7 @@ async def webhook_load(url: str, run: str, alerts: int, concurrency: int, db: as
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency + 2)) as session:
         probing = asyncio.create_task(prober(session))
         started = time.perf_counter()
-        with tqdm(total=alerts, desc="webhook", unit="alert", file=sys.stderr, dynamic_ncols=True) as bar:
+        with progress_bar(alerts, "webhook", "alert") as bar:
 
             async def progress() -> None:
                 while not done.is_set():
