@@ -7,6 +7,7 @@ and never replaces the rule result in the stored row.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from app.records import AlertEvent
 
@@ -42,13 +43,16 @@ def severity(event: AlertEvent) -> str:
 
 
 def classify(event: AlertEvent) -> str:
-    text = " ".join(
-        (
-            event.labels.get("alertname", ""),
-            event.annotations.get("summary", ""),
-            event.annotations.get("description", ""),
-        )
+    return _classify(
+        event.labels.get("alertname", ""),
+        event.annotations.get("summary", ""),
+        event.annotations.get("description", ""),
     )
+
+
+@lru_cache(maxsize=65536)  # the same few thousand alertname/summary texts recur all day
+def _classify(alertname: str, summary: str, description: str) -> str:
+    text = f"{alertname} {summary} {description}"
     for name, pattern in _CLASSIFICATION_RULES:
         if pattern.search(text):
             return name
