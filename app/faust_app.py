@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
+import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ class Resources(mode.Service):
         self.sink = PostgresSink(settings.database_url)
         self.redis: aioredis.Redis | None = None
         self.db: Any = None  # asyncpg pool for the web views' reads
+        self.closers: list[Callable[[], Awaitable[None]]] = []
 
     async def on_start(self) -> None:
         await self.sink.open()
@@ -45,6 +50,8 @@ class Resources(mode.Service):
                 await client.aclose()
 
     async def on_stop(self) -> None:
+        for close in self.closers:
+            await close()
         await self.sink.close()
         if self.db is not None:
             await self.db.close()
@@ -58,11 +65,6 @@ class AlertHistoryApp(faust.App):
     settings: Settings
     resources: Resources
     pipeline: Pipeline
-
-    def on_rebalance_end(self) -> None:
-        # Runs after Faust seeked to the Kafka-committed offsets: check them against PostgreSQL's.
-        super().on_rebalance_end()
-        self.add_future(self.pipeline.realign())
 
 
 def create_app(settings: Settings) -> AlertHistoryApp:
@@ -85,6 +87,7 @@ def create_app(settings: Settings) -> AlertHistoryApp:
         # A worker killed hard is noticed in ~10 s, not the default minute: its partitions move sooner.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
+        table_standby_replicas=0,
         autodiscover=False,
         logging_config=logging_config(settings),
         web_application_options={"client_max_size": settings.max_body_bytes},
@@ -93,11 +96,28 @@ def create_app(settings: Settings) -> AlertHistoryApp:
     app.resources = Resources(settings, loop=app.loop)
     app.add_dependency(app.resources)  # type: ignore[arg-type]
     app.pipeline = wire(app, settings, app.resources.sink)
+    app.resources.closers.append(app.pipeline.holes.close)
     _schedule_upkeep(app)
+    _install_task_dump(app)
     from web.routes import register
 
     register(app)
     return app
+
+
+def _dump_tasks() -> None:
+    """`kill -USR1 <worker>`: every asyncio task's stack into the log, to see what a stuck worker awaits."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=12, file=out)
+    log.warning("asyncio tasks (SIGUSR1):\n%s", out.getvalue())
+
+
+def _install_task_dump(app: AlertHistoryApp) -> None:
+    async def install() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
+
+    app.task(install)
 
 
 def _schedule_upkeep(app: AlertHistoryApp) -> None:

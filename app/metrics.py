@@ -18,7 +18,7 @@ ACCEPTED = Counter(
 REJECTED = Counter("alert_history_rejected_requests_total", "HTTP requests rejected", ["endpoint", "status"])
 LIVE_FINGERPRINTS = Gauge("alert_history_live_fingerprints", "Fingerprints held in the dedup table (local)")
 EXPIRED = Counter("alert_history_state_expired_total", "Fingerprint states expired from the dedup table")
-REWINDS = Counter(
-    "alert_history_rewinds_total", "Partitions rewound because the consumer was past what PostgreSQL holds"
+HOLES_FILLED = Counter(
+    "alert_history_hole_messages_total", "Messages the consumer skipped, read back from Kafka and processed in order"
 )
 PARTITIONS_DROPPED = Counter("alert_history_partitions_dropped_total", "Daily alert_events partitions dropped")

@@ -13,6 +13,7 @@ clock is the message timestamp.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -25,6 +26,7 @@ import faust
 from faust.streams import _current_event
 
 from agents import dedup, enrich, ingest, state
+from agents.holes import HoleFiller
 from app import metrics
 from app.produce import OutMessage, produce_all
 from app.records import NEW_ROW, AlertEvent, Decision, FingerprintState, Outcome, Position
@@ -61,7 +63,7 @@ class Pipeline:
         self.window_ms = settings.dedup_window * 1000
         self._stored: dict[int, int] | None = None  # sink's next offsets, reloaded after each rebalance
         self._topic_code: int | None = None
-        self._rewound: dict[int, tuple[int, int]] = {}  # partition → (stored, first) of the last gap rewound
+        self.holes = HoleFiller(settings.kafka_brokers or "", settings.topic)
 
     def forget_offsets(self) -> None:
         self._stored = None
@@ -72,9 +74,7 @@ class Pipeline:
             self._topic_code = await self.sink.topic_code(self.settings.topic)
         if self._stored is None:
             self._stored = await self.sink.committed_offsets(self.settings.topic)
-        events = await self._close_gaps(events, self._stored)
-        if not events:
-            return
+        events = await self.holes.fill(events, self._stored)
         batch = self.decide(events, self._stored, self._partition_count())
         await produce_all(self.app, batch.out)
         try:
@@ -86,6 +86,9 @@ class Pipeline:
         for fingerprint, st in batch.overlay.items():
             if st is not None:
                 self._store_state(batch.source[fingerprint], fingerprint, st)
+        # The batch is acked when we return. Its table state must be in the changelog by then: a worker
+        # taking these partitions over restores from the changelog and starts after the acked offset.
+        await self.app.producer.flush()
         for partition, offset in batch.next_offsets.items():
             self._stored[partition] = max(offset, self._stored.get(partition, 0))
         for decision, n in batch.decisions.items():
@@ -93,65 +96,12 @@ class Pipeline:
         metrics.BATCH_SIZE.observe(len(events))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    async def _close_gaps(
-        self, events: Sequence[faust.types.EventT], stored: Mapping[int, int]
-    ) -> Sequence[faust.types.EventT]:
-        """PostgreSQL, not the consumer, is the source of truth for where each partition stands.
-
-        A batch that starts past the stored next offset means messages were skipped (a consumer
-        position ahead of what was stored, e.g. after a crash or a rebalance): rewind that partition
-        and drop its events from this batch; they come again, in order, after the rewind. A gap
-        that is still there after one rewind is real (Kafka retention, transaction markers).
-        """
-        first: dict[int, int] = {}
-        for ev in events:
-            first.setdefault(ev.message.partition, ev.message.offset)
-        gaps = {
-            p: o for p, o in first.items() if p in stored and o > stored[p] and self._rewound.get(p) != (stored[p], o)
-        }
-        if not gaps:
-            return events
-        topic = self.settings.topic
-        earliest = await self.app.consumer.earliest_offsets(*(faust.types.TP(topic, p) for p in gaps))
-        rewind = set()
-        for p, o in gaps.items():
-            if earliest.get(faust.types.TP(topic, p), 0) > stored[p]:
-                log.error(
-                    "%s[%d]: offsets %d..%d were deleted by Kafka before they were stored", topic, p, stored[p], o - 1
-                )
-                continue
-            log.warning("%s[%d]: batch starts at %d but PostgreSQL holds up to %d: rewinding", topic, p, o, stored[p])
-            metrics.REWINDS.inc()
-            self._rewound[p] = (stored[p], o)
-            await self.app.consumer.seek(faust.types.TP(topic, p), stored[p])
-            rewind.add(p)
-        return [ev for ev in events if ev.message.partition not in rewind]
-
-    async def realign(self) -> None:
-        """After a rebalance: rewind any assigned partition whose consumer position is past PostgreSQL's."""
-        topic = self.settings.topic
-        try:
-            stored = await self.sink.committed_offsets(topic)
-        except Exception as exc:  # the gap check on the next batch still guards us
-            log.warning("could not compare positions with PostgreSQL after a rebalance: %r", exc)
-            return
-        for tp in self.app.consumer.assignment():
-            if tp.topic != topic or tp.partition not in stored:
-                continue
-            position = await self.app.consumer.position(tp)
-            if position is not None and position > stored[tp.partition]:
-                # Usually only fetched-ahead messages; replaying them is harmless (decisions see them as replays).
-                log.info(
-                    "%s[%d]: position %d past stored %d: rewinding", topic, tp.partition, position, stored[tp.partition]
-                )
-                await self.app.consumer.seek(tp, stored[tp.partition])
-
     def _store_state(self, event: faust.types.EventT, fingerprint: str, st: FingerprintState) -> None:
         # Faust's RocksDB store files a key under the partition of the "current event"; outside the
         # stream iteration we name it ourselves: the partition this fingerprint's events come from.
         token = _current_event.set(weakref.ref(event))
         try:
-            self.table[fingerprint] = st
+            self.table[fingerprint.encode()] = st
         finally:
             _current_event.reset(token)
 
@@ -200,7 +150,7 @@ class Pipeline:
     def _stored_state(self, fingerprint: str) -> FingerprintState | None:
         # Straight to the store: one RocksDB lookup, where Table.get would do a `contains` and a `get`.
         try:
-            return self.table.data[fingerprint]  # type: ignore[no-any-return]
+            return self.table.data[fingerprint.encode()]  # type: ignore[no-any-return]
         except KeyError:
             return None
 
@@ -238,6 +188,13 @@ class Pipeline:
         return len(stale)
 
 
+def _leave_unacked(events: Sequence[faust.types.EventT]) -> None:
+    # Stopping mid-batch: take_events would ack the batch on the way out. Mark the messages done
+    # without acking them, so their offsets are not committed and the next owner replays them.
+    for event in events:
+        event.message.acked = True
+
+
 def wire(app: faust.App, settings: Settings, sink: Sink) -> Pipeline:
     """Register the table, the agent and the expiry timer on `app`."""
     from tables import fingerprint_state
@@ -259,7 +216,14 @@ def wire(app: faust.App, settings: Settings, sink: Sink) -> Pipeline:
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             try:
                 await pipeline.process(events)
+            except asyncio.CancelledError:
+                _leave_unacked(events)
+                raise
             except Exception:
+                if app.should_stop:  # e.g. the producer already stopped under us: not a failure of the batch
+                    log.warning("worker stopping mid-batch: the batch stays unacked and will be replayed")
+                    _leave_unacked(events)
+                    return
                 # Carrying on would ack a batch PostgreSQL does not hold, or a table behind it. Exit
                 # instead: the restarted worker replays from the committed offset and loses nothing.
                 log.critical("pipeline batch failed; exiting so a restart replays it", exc_info=True)

@@ -73,5 +73,10 @@ async def upkeep(pool: asyncpg.Pool, retention_days: int, now: datetime | None =
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     if created or dropped:
-        log.info("partition upkeep", extra={"created": [str(d) for d in created], "dropped": dropped})
+        log.info(
+            "partition upkeep: created %s, dropped %s",
+            [str(d) for d in created],
+            dropped,
+            extra={"partitions_created": [str(d) for d in created], "partitions_dropped": dropped},
+        )
     return Upkeep(created, dropped)

@@ -1,0 +1,123 @@
+"""Stage 0 — holes: every offset of a partition is processed, in order, whatever the consumer delivered.
+
+Faust's consumer can drop a message it was handing to a stream when a rebalance suspends the flow
+(it advances its read offset anyway), and a worker can start past what PostgreSQL holds. Offsets
+of a partition must follow on from PostgreSQL's next offset and from each other; a hole is read
+straight from Kafka with a plain consumer of our own (no group, no seek on Faust's consumer, whose
+fetcher runs in another thread) and spliced into the batch where it belongs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from app import metrics
+
+log = logging.getLogger(__name__)
+
+READ_TIMEOUT_S = 30.0
+
+
+@dataclass(slots=True)
+class FilledMessage:
+    """The fields of a Faust message the pipeline reads, for a record we fetched ourselves."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float  # seconds, like Faust's
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+class FilledEvent:
+    """Stands in for a Faust event (the table store files writes under `message.partition`)."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, message: FilledMessage) -> None:
+        self.message = message
+
+
+def find_holes(events: Sequence[Any], stored: Mapping[int, int]) -> dict[int, tuple[int, int]]:
+    """partition → (first missing offset, offset delivered instead), for the first hole of each partition."""
+    holes: dict[int, tuple[int, int]] = {}
+    last: dict[int, int] = {}
+    for ev in events:
+        p, o = ev.message.partition, ev.message.offset
+        want = last[p] + 1 if p in last else stored.get(p)
+        if p not in holes and want is not None and o > want:
+            holes[p] = (want, o)
+        last[p] = max(o, last.get(p, o))
+    return holes
+
+
+class HoleFiller:
+    def __init__(self, brokers: str, topic: str) -> None:
+        self._brokers = brokers
+        self._topic = topic
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def fill(self, events: Sequence[Any], stored: Mapping[int, int]) -> Sequence[Any]:
+        holes = find_holes(events, stored)
+        if not holes:
+            return events
+        filled: dict[int, list[FilledEvent]] = {}
+        for p, (missing, found) in holes.items():
+            records = await self._read(p, missing, found)
+            log.warning(
+                "%s[%d]: offsets %d..%d were not delivered by the consumer; read %d of them from Kafka",
+                self._topic, p, missing, found - 1, len(records),
+            )  # fmt: skip
+            metrics.HOLES_FILLED.inc(len(records))
+            filled[p] = records
+        out: list[Any] = []
+        for ev in events:
+            p = ev.message.partition
+            if p in filled and ev.message.offset >= holes[p][1]:
+                out.extend(filled.pop(p))  # in front of the first event after the hole
+            out.append(ev)
+        return out
+
+    async def _read(self, partition: int, start: int, end: int) -> list[FilledEvent]:
+        consumer = await self._ensure()
+        tp = TopicPartition(self._topic, partition)
+        consumer.assign([tp])
+        earliest = (await consumer.beginning_offsets([tp]))[tp]
+        if earliest > start:
+            log.error("%s[%d]: offsets %d..%d were deleted by Kafka before they were stored",
+                      self._topic, partition, start, earliest - 1)  # fmt: skip
+            start = earliest
+        consumer.seek(tp, start)
+        out: list[FilledEvent] = []
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while await consumer.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self._topic}[{partition}]: could not read offsets {start}..{end - 1}")
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            for r in batch.get(tp, []):
+                if r.offset < end:
+                    headers = [(k, v) for k, v in (r.headers or ())]
+                    msg = FilledMessage(r.topic, r.partition, r.offset, r.timestamp / 1000, r.key, r.value, headers)
+                    out.append(FilledEvent(msg))
+        return out
+
+    async def _ensure(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._brokers, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+            )
+            await self._consumer.start()
+        return self._consumer
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
