@@ -162,7 +162,8 @@ class ServiceStack:
         cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         java = ["java", f"-Dlog4j.configuration=file:{home / 'log4j.properties'}", "-cp", f"{libs}/*"]
         subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(props)],
+            # `--cluster-id=…`: a random id may start with "-", which as a separate argument reads as an option.
+            [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster}", "-c", str(props)],
             check=True,
             capture_output=True,
         )
