@@ -230,7 +230,8 @@ def wire(app: faust.App, settings: Settings, sink: Sink) -> Pipeline:
                 logging.shutdown()
                 os._exit(EXIT_BATCH_FAILED)
 
-    @app.timer(interval=60.0, on_leader=False)
+    # Every minute, or a quarter of a short dedup window, so a state outlives its window by at most that.
+    @app.timer(interval=max(1.0, min(60.0, settings.dedup_window / 4)), on_leader=False)
     async def expire_states() -> None:
         pipeline.expire(int(time.time() * 1000))
         metrics.LIVE_FINGERPRINTS.set(len(table))

@@ -107,3 +107,28 @@ async def _exactly(db, run: str, n: int) -> bool:  # type: ignore[no-untyped-def
     got = await count(db, run)
     assert got <= n, f"{got} rows for {n} distinct events: something was stored twice"
     return got == n
+
+
+async def test_state_expires_after_the_dedup_window(make_worker, db, http) -> None:  # type: ignore[no-untyped-def]
+    short = make_worker(dedup_window=4)  # expiry runs every second
+    await short.wait_ready()
+    run = unique()
+    labels = {"alertname": "Expiring", "run": run}
+    body = orjson.dumps({"labels": labels, "startsAt": "2026-11-24T10:00:00Z"})
+    await produce(short, [body, body], key=fingerprint(labels).encode())
+    await eventually(lambda: count(db, run), what="the first sighting stored")
+
+    async def expired() -> bool:
+        async with http.get(f"{short.url}/metrics") as r:
+            text = await r.text()
+        return "alert_history_live_fingerprints 0.0" in text and "alert_history_state_expired_total 1.0" in text
+
+    await eventually(expired, timeout=30, what="the state expired from the table")
+    await produce(short, [body], key=fingerprint(labels).encode())
+    await eventually(lambda: _exactly(db, run, 2), what="a new row after expiry")
+    rows = await db.fetch(
+        "SELECT decision, duplicates FROM alert_events WHERE labels->>'run' = $1 ORDER BY received_at", run
+    )
+    # No state left: the later sighting is first_seen again (with the state kept it would be resighted).
+    assert [(r["decision"], r["duplicates"]) for r in rows] == [("first_seen", 1), ("first_seen", 0)]
+    short.stop()
