@@ -245,7 +245,6 @@ async def bench(args: argparse.Namespace, ep: Endpoints, workdir: Path) -> Resul
     )
     messages = list(generate(args.events, args.fingerprints, run))
     produce_rate = await produce(ep, settings.topic, messages)
-    del messages
     res.add("produce_alerts_per_s", "backlog produce (aiokafka, acks=all)", produce_rate, "alerts/s", "", None)
 
     port = free_port()
@@ -286,6 +285,11 @@ async def bench(args: argparse.Namespace, ep: Endpoints, workdir: Path) -> Resul
         )
         ratio = e2e / naive_rate if naive_rate else None
         res.add("e2e_vs_naive", "e2e / naive", ratio, "x", ">= 10x", ratio is not None and ratio >= 10)
+
+        two = await scale_out(ep, settings, messages, env, workdir, db)
+        del messages
+        res.add("e2e_two_workers_alerts_per_s", "e2e, 2 workers in one group", two, "alerts/s", "", None)
+        res.add("scale_out", "2 workers / 1 worker", two / e2e if e2e else None, "x", "", None)
 
         hook = await webhook_load(f"http://127.0.0.1:{port}", run, args.webhook_alerts, args.concurrency, db)
         res.add(
@@ -331,6 +335,39 @@ async def bench(args: argparse.Namespace, ep: Endpoints, workdir: Path) -> Resul
         worker.stop()
         await db.close()
     return res
+
+
+async def scale_out(
+    ep: Endpoints,
+    settings: Settings,
+    messages: list[tuple[bytes, bytes]],
+    env: dict[str, str],
+    workdir: Path,
+    db: asyncpg.Pool,
+) -> float:
+    """The same backlog on a second topic, drained by two workers of one consumer group."""
+    from app.topics import ensure_topics
+
+    topic = f"{settings.topic}-x2"
+    await ensure_topics(settings.model_copy(update={"topic": topic}))
+    await produce(ep, topic, messages)
+    workers = [
+        Proc("app.cli", {**env, f"{ENV_PREFIX}TOPIC": topic, f"{ENV_PREFIX}APP_ID": f"{topic}-group",
+                         f"{ENV_PREFIX}DATA_DIR": str(workdir / f"state-x2-{k}"),
+                         f"{ENV_PREFIX}WEB_PORT": str(free_port())}, workdir / f"worker-x2-{k}.log")
+        for k in range(2)
+    ]  # fmt: skip
+    try:
+
+        async def stored() -> int:
+            sql = "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets WHERE topic = $1"
+            return int(await db.fetchval(sql, topic))
+
+        samples = await poll(stored, len(messages), "e2e x2", workers[0], timeout_s=900)
+        return sustained_rate(samples)
+    finally:
+        for w in workers:
+            w.stop()
 
 
 def print_table(res: Results) -> None:
