@@ -87,6 +87,8 @@ def create_app(settings: Settings) -> AlertHistoryApp:
         # A worker killed hard is noticed in ~10 s, not the default minute: its partitions move sooner.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
+        # No standbys: a takeover reads the partition's whole changelog (its size follows live alerts, which
+        # expire). The takeover tests run this way; standby promotion has not been tested.
         table_standby_replicas=0,
         autodiscover=False,
         logging_config=logging_config(settings),

@@ -195,19 +195,20 @@ class PostgresSink:
 
     async def write(self, topic: str, outcomes: Sequence[Outcome], next_offsets: Mapping[int, int]) -> None:
         rows = BatchRows.build(outcomes)
+        days = rows.days()
         first = {}
         for o in outcomes:
             first.setdefault(o.event.position.partition, o.event.position.offset)
 
         async def attempt() -> None:
-            await self.ensure_partitions(rows.days())
+            await self.ensure_partitions(days)
             try:
                 await self._write(topic, rows, first, next_offsets)
             except asyncpg.exceptions.CheckViolationError as exc:
                 if "no partition" not in str(exc):
                     raise
                 self.forget_partitions()  # retention dropped a day we had cached: recreate it once
-                await self.ensure_partitions(rows.days())
+                await self.ensure_partitions(days)
                 await self._write(topic, rows, first, next_offsets)
 
         await retry("write batch to PostgreSQL", attempt, retryable=is_retryable, deadline_s=120)
@@ -227,14 +228,7 @@ class PostgresSink:
             if rows.inserts:
                 await conn.execute(_INSERT_EVENTS, *_columns(list(rows.inserts.values()), 17))
             if rows.counters:
-                ids = list(rows.counters)
-                await conn.execute(
-                    _UPDATE_COUNTERS,
-                    ids,
-                    [rows.counters[i][0] for i in ids],
-                    [rows.counters[i][1] for i in ids],
-                    [rows.counters[i][2] for i in ids],
-                )
+                await conn.execute(_UPDATE_COUNTERS, *_columns([(i, *c) for i, c in rows.counters.items()], 4))
             if rows.alerts:
                 await conn.execute(_UPSERT_ALERTS, *_columns(list(rows.alerts.values()), 14))
             await conn.execute(_UPSERT_OFFSETS, topic, parts, [next_offsets[p] for p in parts])

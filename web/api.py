@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -51,6 +52,15 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return web.Response(body=dumps(body), status=status, content_type="application/json", headers=headers)
 
 
+@asynccontextmanager
+async def read_tx(pool: asyncpg.Pool, timeout_s: float) -> AsyncIterator[asyncpg.Connection]:
+    """A read-only snapshot under a statement timeout: a slow regex or a huge range is cancelled, not left
+    to hold a connection (the caller maps the cancellation to a 503 naming the timeout)."""
+    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+        yield conn
+
+
 class ApiView(View):
     """Base of every view: maps our errors to JSON error responses, checks the bearer token on writes."""
 
@@ -76,6 +86,10 @@ class ApiView(View):
         except web.HTTPRequestEntityTooLarge as exc:
             limit = self.app.settings.max_body_bytes  # type: ignore[attr-defined]
             return self._problem(endpoint, 413, f"body larger than {limit} bytes ({exc.text})")
+
+    def snapshot(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """Every read: a read-only snapshot on the query pool, under the statement timeout."""
+        return read_tx(self.app.resources.db, self.app.settings.query_timeout)  # type: ignore[attr-defined]
 
     def _problem(self, endpoint: str, status: int, message: str) -> web.Response:
         metrics.REJECTED.labels(endpoint, str(status)).inc()

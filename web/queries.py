@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -93,15 +92,6 @@ def event_json(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@asynccontextmanager
-async def read_tx(pool: asyncpg.Pool, timeout_s: float) -> AsyncIterator[asyncpg.Connection]:
-    """A read-only snapshot under a statement timeout: a slow regex or a huge range is cancelled, not left
-    to hold a connection (the caller maps the cancellation to a 503 naming the timeout)."""
-    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-        await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
-        yield conn
-
-
 def episodes(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Firing → resolved episodes of one alert's timeline (rows oldest first), keyed by startsAt."""
     by_start: dict[datetime, dict[str, Any]] = {}
@@ -153,37 +143,26 @@ class ReportQuery:
     async def run(self, conn: asyncpg.Connection) -> dict[str, Any]:
         where, args = self._where()
         top = len(args) + 1
-        totals = await conn.fetchrow(
-            f"""SELECT count(*) AS total_events, count(DISTINCT fingerprint) AS unique_alerts,
-                       coalesce(sum(duplicates), 0) AS duplicates_suppressed,
-                       count(*) FILTER (WHERE flapping) AS flapping_events
-                FROM alert_events WHERE {where}""",
-            *args,
-        )
-        noisiest = await conn.fetch(
-            f"""SELECT t.*, l.labels FROM (
+        # One pass per fingerprint serves the totals and both rankings (window functions rank it).
+        per_alert = await conn.fetch(
+            f"""WITH per_fp AS (
                     SELECT fingerprint, count(*) AS events, sum(duplicates) AS duplicates,
-                           count(*) + sum(duplicates) AS notifications,
-                           count(*) FILTER (WHERE flapping) AS flapping_events, max(received_at) AS last_received_at
-                    FROM alert_events WHERE {where}
-                    GROUP BY fingerprint ORDER BY notifications DESC, fingerprint LIMIT ${top}) AS t
-                CROSS JOIN LATERAL (SELECT labels FROM alert_events e WHERE e.fingerprint = t.fingerprint
-                                    AND e.received_at = t.last_received_at LIMIT 1) AS l
-                ORDER BY t.notifications DESC, t.fingerprint""",
-            *args,
-            self.top,
-        )
-        flapping = await conn.fetch(
-            f"""SELECT t.*, l.labels FROM (
-                    SELECT fingerprint, count(*) AS transitions, count(*) FILTER (WHERE flapping) AS flapping_events,
+                           count(*) FILTER (WHERE flapping) AS flapping_events,
                            min(received_at) FILTER (WHERE flapping) AS first_flapping_at,
                            max(received_at) AS last_received_at
-                    FROM alert_events WHERE {where}
-                    GROUP BY fingerprint HAVING bool_or(flapping)
-                    ORDER BY flapping_events DESC, fingerprint LIMIT ${top}) AS t
-                CROSS JOIN LATERAL (SELECT labels FROM alert_events e WHERE e.fingerprint = t.fingerprint
-                                    AND e.received_at = t.last_received_at LIMIT 1) AS l
-                ORDER BY t.flapping_events DESC, t.fingerprint""",
+                    FROM alert_events WHERE {where} GROUP BY fingerprint),
+                ranked AS (
+                    SELECT *, events + duplicates AS notifications,
+                           row_number() OVER (ORDER BY events + duplicates DESC, fingerprint) AS noisy_rank,
+                           row_number() OVER (ORDER BY flapping_events DESC, fingerprint) AS flap_rank,
+                           count(*) OVER () AS unique_alerts, sum(events) OVER () AS total_events,
+                           sum(duplicates) OVER () AS duplicates_suppressed,
+                           sum(flapping_events) OVER () AS total_flapping
+                    FROM per_fp)
+                SELECT r.*, l.labels FROM ranked AS r
+                CROSS JOIN LATERAL (SELECT labels FROM alert_events e WHERE e.fingerprint = r.fingerprint
+                                    AND e.received_at = r.last_received_at LIMIT 1) AS l
+                WHERE r.noisy_rank <= ${top} OR (r.flap_rank <= ${top} AND r.flapping_events > 0)""",
             *args,
             self.top,
         )
@@ -205,13 +184,30 @@ class ReportQuery:
             self.bucket,
         )
         overall = next((r for r in mttr if r["overall"]), None)
+        totals = per_alert[0] if per_alert else None
+        noisiest = sorted((r for r in per_alert if r["noisy_rank"] <= self.top), key=lambda r: r["noisy_rank"])
+        flapping = sorted(
+            (r for r in per_alert if r["flapping_events"] and r["flap_rank"] <= self.top), key=lambda r: r["flap_rank"]
+        )
         return {
             "since": rfc3339(self.since),
             "until": rfc3339(self.until),
-            **{k: int(v) for k, v in totals.items()},
+            **{
+                key: int(totals[column]) if totals else 0
+                for key, column in (
+                    ("total_events", "total_events"),
+                    ("unique_alerts", "unique_alerts"),
+                    ("duplicates_suppressed", "duplicates_suppressed"),
+                    ("flapping_events", "total_flapping"),
+                )
+            },
             "top_alerts": [_ranked(r, "events", "duplicates", "notifications", "flapping_events") for r in noisiest],
             "flapping_alerts": [
-                {**_ranked(r, "transitions", "flapping_events"), "firstFlappingAt": rfc3339(r["first_flapping_at"])}
+                {
+                    **_ranked(r, "flapping_events"),
+                    "transitions": int(r["events"]),  # its rows in range: first sighting, transitions, resightings
+                    "firstFlappingAt": rfc3339(r["first_flapping_at"]),
+                }
                 for r in flapping
             ],
             "mttr_seconds": {

@@ -18,7 +18,7 @@ from app.models import AlertIn, PostableAlerts, WebhookIn
 from app.produce import OutMessage, produce_all
 from web import openapi, params
 from web.api import ApiView, HTTPProblem, json_response, read_model, rfc3339
-from web.queries import BUCKETS, HistoryQuery, ReportQuery, episodes, event_json, gettable_alert, read_tx
+from web.queries import BUCKETS, HistoryQuery, ReportQuery, episodes, event_json, gettable_alert
 
 
 def topic_messages(app: Any, alerts: list[AlertIn], receiver: str | None, source: str) -> list[OutMessage]:
@@ -62,7 +62,7 @@ class AlertsV2(ApiView):
             + "".join(f"AND {c} " for c in clauses)
             + "ORDER BY starts_at, fingerprint"
         )
-        async with read_tx(self.app.resources.db, self.app.settings.query_timeout) as conn:
+        async with self.snapshot() as conn:
             rows = await conn.fetch(sql, *args)
         alerts = [gettable_alert(r) for r in rows]
         if receiver is not None:
@@ -95,7 +95,7 @@ class History(ApiView):
         if ndjson:
             return await self._stream(request, query)
         sql, args = query.sql()
-        async with read_tx(self.app.resources.db, self.app.settings.query_timeout) as conn:
+        async with self.snapshot() as conn:
             rows = await conn.fetch(sql, *args)
         last = rows[-1] if query.limit and len(rows) == query.limit else None
         nxt = params.encode_cursor(last["received_at"], last["id"]) if last else None
@@ -106,7 +106,7 @@ class History(ApiView):
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
         sql, args = query.sql()
-        async with read_tx(self.app.resources.db, self.app.settings.query_timeout) as conn:
+        async with self.snapshot() as conn:
             async for row in conn.cursor(sql, *args, prefetch=500):
                 await resp.write(orjson.dumps(event_json(row)) + b"\n")
         await resp.write_eof()
@@ -118,7 +118,7 @@ class AlertTimeline(ApiView):
         if len(fingerprint) != 16 or any(c not in "0123456789abcdef" for c in fingerprint):
             raise HTTPProblem(400, "fingerprint: must be 16 lowercase hex digits")
         sql, args = HistoryQuery(fingerprint=fingerprint, limit=None, oldest_first=True).sql()
-        async with read_tx(self.app.resources.db, self.app.settings.query_timeout) as conn:
+        async with self.snapshot() as conn:
             rows = await conn.fetch(sql, *args)
         if not rows:
             raise HTTPProblem(404, f"no history for fingerprint {fingerprint}")
@@ -149,7 +149,7 @@ class Report(ApiView):
             top=params.integer(q, "top", 10, 1, 100),
             bucket=BUCKETS[bucket],
         )
-        async with read_tx(self.app.resources.db, self.app.settings.query_timeout) as conn:
+        async with self.snapshot() as conn:
             return json_response(await report.run(conn))
 
 

@@ -64,7 +64,7 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def rss_mb(pid: int) -> float | None:
-    """Resident set size of a process and its children (the worker is one process)."""
+    """Resident set size of a process (the worker is one process)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -118,6 +118,16 @@ async def poll(
                 return samples
             await asyncio.sleep(0.2)
     raise SystemExit(f"bench: {desc} did not finish in {timeout_s:.0f}s ({samples[-1][1]} of {total})")
+
+
+def stored(db: asyncpg.Pool, topic: str) -> Callable[[], Awaitable[int]]:
+    """Messages of `topic` whose effect PostgreSQL holds (the sink's next offsets, summed)."""
+
+    async def count() -> int:
+        sql = "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets WHERE topic = $1"
+        return int(await db.fetchval(sql, topic))
+
+    return count
 
 
 def sustained_rate(samples: list[tuple[float, int]]) -> float:
@@ -257,12 +267,7 @@ async def bench(args: argparse.Namespace, ep: Endpoints, workdir: Path) -> Resul
     worker = Proc("app.cli", env, workdir / "worker.log")
     naive: Proc | None = None
     try:
-
-        async def stored() -> int:
-            sql = "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets WHERE topic = $1"
-            return int(await db.fetchval(sql, settings.topic))
-
-        samples = await poll(stored, args.events, "e2e", worker, timeout_s=900)
+        samples = await poll(stored(db, settings.topic), args.events, "e2e", worker, timeout_s=900)
         e2e = sustained_rate(samples)
         rss = rss_mb(worker.proc.pid)
         res.add(
@@ -358,12 +363,7 @@ async def scale_out(
         for k in range(2)
     ]  # fmt: skip
     try:
-
-        async def stored() -> int:
-            sql = "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets WHERE topic = $1"
-            return int(await db.fetchval(sql, topic))
-
-        samples = await poll(stored, len(messages), "e2e x2", workers[0], timeout_s=900)
+        samples = await poll(stored(db, topic), len(messages), "e2e x2", workers[0], timeout_s=900)
         return sustained_rate(samples)
     finally:
         for w in workers:
