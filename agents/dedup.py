@@ -12,7 +12,9 @@ from app.records import AlertEvent, Decision, FingerprintState
 def decide(state: FingerprintState | None, event: AlertEvent, *, window_ms: int) -> Decision:
     if state is not None and _already_applied(state, event):
         return Decision.REPLAYED
-    if state is None:
+    if state is None or event.seen_ms - state.last_seen_ms > window_ms:
+        # Nothing remembered, or silent for a whole window: the same decision whether or not the
+        # expiry timer has dropped the state yet, so replays and restarts decide alike.
         return Decision.FIRST_SEEN
     starts = event.starts_at_ms
     if starts < state.starts_at_ms:
@@ -23,8 +25,6 @@ def decide(state: FingerprintState | None, event: AlertEvent, *, window_ms: int)
         # Same episode: firing → resolved moves on; a firing copy overtaken by its own resolve
         # (HA pairs race, producers retry) must not reopen the episode.
         return Decision.TRANSITION if state.status == "firing" else Decision.LATE
-    if event.seen_ms - state.last_seen_ms > window_ms:
-        return Decision.RESIGHTED
     return Decision.DUPLICATE
 
 

@@ -43,17 +43,15 @@ def advance(
             received_ms=state.received_ms,
             last_seen_ms=max(state.last_seen_ms, event.seen_ms) if dup else state.last_seen_ms,
             duplicates=state.duplicates + 1 if dup else state.duplicates,
-            episodes=state.episodes,
             transitions_ms=state.transitions_ms,
             flapping=state.flapping,
             offset=pos.offset,
             origins=origins,
         )
-    transitions = list(state.transitions_ms) if state else []
-    if decision is not Decision.RESIGHTED:
-        transitions.append(event.seen_ms)
-    transitions = [t for t in transitions if event.seen_ms - t <= flap.window_ms]
-    new_episode = state is None or event.starts_at_ms != state.starts_at_ms
+    # Every new row is a transition for flapping, a first sighting too; earlier ones count while
+    # inside the flap window, even across a dedup window of silence (the state lives for both).
+    transitions = [t for t in (state.transitions_ms if state else ()) if event.seen_ms - t <= flap.window_ms]
+    transitions.append(event.seen_ms)
     return FingerprintState(
         event_id=event_id(topic_code, pos.partition, pos.offset),
         status=event.status,
@@ -61,7 +59,6 @@ def advance(
         received_ms=event.seen_ms,
         last_seen_ms=event.seen_ms,
         duplicates=0,
-        episodes=(state.episodes if state else 0) + (1 if new_episode else 0),
         transitions_ms=transitions,
         flapping=len(transitions) >= flap.threshold,
         offset=pos.offset,
@@ -69,9 +66,10 @@ def advance(
     )
 
 
-def expired(state: FingerprintState, now_ms: int, window_ms: int) -> bool:
-    """State no longer needed: not seen for a whole dedup window (a later sighting is a new row anyway)."""
-    return now_ms - state.last_seen_ms > window_ms
+def expired(state: FingerprintState, now_ms: int, horizon_ms: int) -> bool:
+    """State no event can consult any more: `now_ms` is the stream time of its partition, and
+    `horizon_ms` the longest window that looks back at it (dedup or flap)."""
+    return now_ms - state.last_seen_ms > horizon_ms
 
 
 def _remember(origins: list[str], origin: str | None) -> list[str]:

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 BATCH_MAX = 2000
 BATCH_WITHIN_S = 0.05
+# How far the broker's clock (LogAppendTime) may lag this worker's: expiry by the wall clock keeps this margin.
+CLOCK_SKEW_MS = 60_000
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: the supervisor (systemd, Kubernetes, compose) restarts us
 
 
@@ -50,6 +52,7 @@ class Batch:
     overlay: dict[str, FingerprintState | None] = field(default_factory=dict)
     source: dict[str, faust.types.EventT] = field(default_factory=dict)  # last event of each fingerprint
     next_offsets: dict[int, int] = field(default_factory=dict)
+    newest: dict[int, int] = field(default_factory=dict)  # partition → newest message time
     decisions: Counter[Decision] = field(default_factory=Counter)
 
 
@@ -61,6 +64,10 @@ class Pipeline:
         self.sink = sink
         self.flap = state.FlapRule(window_ms=settings.flap_window * 1000, threshold=settings.flap_threshold)
         self.window_ms = settings.dedup_window * 1000
+        # A state is consulted for dedup within window_ms of its last sighting, for flapping within
+        # the flap window: after the longer of the two it can go.
+        self.horizon_ms = max(self.window_ms, self.flap.window_ms)
+        self.clock: dict[int, int] = {}  # partition → newest message time committed: its stream time
         self._stored: dict[int, int] | None = None  # sink's next offsets, reloaded after each rebalance
         self._topic_code: int | None = None
         self.holes = HoleFiller(settings.kafka_brokers or "", settings.topic)
@@ -91,6 +98,8 @@ class Pipeline:
         await self.app.producer.flush()
         for partition, offset in batch.next_offsets.items():
             self._stored[partition] = max(offset, self._stored.get(partition, 0))
+        for partition, ts in batch.newest.items():
+            self.clock[partition] = max(ts, self.clock.get(partition, 0))
         for decision, n in batch.decisions.items():
             metrics.EVENTS.labels(decision.value).inc(n)
         metrics.BATCH_SIZE.observe(len(events))
@@ -112,6 +121,7 @@ class Pipeline:
             position = Position(msg.topic, msg.partition, msg.offset, round(msg.timestamp * 1000))
             replay = msg.offset < stored.get(msg.partition, 0)
             batch.next_offsets[msg.partition] = msg.offset + 1
+            batch.newest[msg.partition] = max(position.timestamp_ms, batch.newest.get(msg.partition, 0))
             try:
                 event = ingest.decode(msg.value, position, msg.headers)
             except ingest.Rejected as exc:
@@ -140,7 +150,8 @@ class Pipeline:
                 event=event,
                 decision=decision,
                 state=new,
-                episode_delta=(new.episodes if new else 0) - (prev.episodes if prev else 0),
+                opens_episode=decision is Decision.FIRST_SEEN
+                or (decision is Decision.TRANSITION and prev is not None and event.starts_at_ms != prev.starts_at_ms),
                 severity=enrich.severity(event),
                 # Only a new row stores it; resends (most of the stream) skip the rules.
                 classification=enrich.classify(event) if decision in NEW_ROW else "",
@@ -179,13 +190,37 @@ class Pipeline:
         count = self.app.consumer.topic_partitions(self.settings.topic)
         return count or self.settings.partitions
 
-    def expire(self, now_ms: int) -> int:
-        """Drop states not seen for a dedup window; returns how many."""
-        stale = [fp for fp, st in self.table.items() if st is not None and state.expired(st, now_ms, self.window_ms)]
+    def expire(self, wall_ms: int) -> int:
+        """Drop states no later event can consult; returns how many.
+
+        Time is each partition's stream time, never the wall clock alone: a worker replaying last
+        week must keep the states last week's events still look at. A partition read to its end is
+        at the broker's present, which the wall clock stands for (less CLOCK_SKEW_MS).
+        """
+        # Only partitions we own: a delete writes a tombstone to the partition's changelog.
+        assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.settings.topic}
+        now = {p: self._stream_time(p, wall_ms) for p in self.clock if p in assigned}
+        newest = max(now.values(), default=0)
+        partitions = self._partition_count()
+        stale = []
+        for fp, st in self.table.items():
+            # Cheap test first; the partition (a murmur2 hash) only for the few that pass it.
+            if st is None or not state.expired(st, newest, self.horizon_ms):
+                continue
+            p = ingest.owner_partition(fp.decode(), partitions)
+            if p in now and state.expired(st, now[p], self.horizon_ms):
+                stale.append(fp)
         for fp in stale:
             del self.table[fp]
         metrics.EXPIRED.inc(len(stale))
         return len(stale)
+
+    def _stream_time(self, partition: int, wall_ms: int) -> int:
+        committed = self.clock[partition]
+        highwater = self.app.consumer.highwater(faust.types.TP(self.settings.topic, partition))  # None: not fetched yet
+        caught_up = highwater is not None and self._stored is not None and self._stored.get(partition, 0) >= highwater
+        # The margin never exceeds the horizon, so short test windows still expire promptly.
+        return max(committed, wall_ms - min(CLOCK_SKEW_MS, self.horizon_ms)) if caught_up else committed
 
 
 def _leave_unacked(events: Sequence[faust.types.EventT]) -> None:
@@ -230,8 +265,8 @@ def wire(app: faust.App, settings: Settings, sink: Sink) -> Pipeline:
                 logging.shutdown()
                 os._exit(EXIT_BATCH_FAILED)
 
-    # Every minute, or a quarter of a short dedup window, so a state outlives its window by at most that.
-    @app.timer(interval=max(1.0, min(60.0, settings.dedup_window / 4)), on_leader=False)
+    # Every minute, or a quarter of short windows, so a state outlives its horizon by at most that.
+    @app.timer(interval=max(1.0, min(60.0, pipeline.horizon_ms / 4000)), on_leader=False)
     async def expire_states() -> None:
         pipeline.expire(int(time.time() * 1000))
         metrics.LIVE_FINGERPRINTS.set(len(table))

@@ -47,15 +47,14 @@ class AlertEvent:
 class Decision(StrEnum):
     """Why an event did (or did not) change the history: each stage's output is one of these."""
 
-    FIRST_SEEN = "first_seen"  # no live state for this fingerprint: a new row
+    FIRST_SEEN = "first_seen"  # nothing seen of this fingerprint within the dedup window: a new row
     TRANSITION = "transition"  # status changed or a new startsAt: a new row
-    RESIGHTED = "resighted"  # same event, but last seen longer ago than the dedup window: a new row
     DUPLICATE = "duplicate"  # same event within the window: counters grow on the stored row
     LATE = "late"  # belongs to an older episode than the one stored: history unchanged
     REPLAYED = "replayed"  # this message's effect is already in the state (redelivery)
 
 
-NEW_ROW = frozenset({Decision.FIRST_SEEN, Decision.TRANSITION, Decision.RESIGHTED})
+NEW_ROW = frozenset({Decision.FIRST_SEEN, Decision.TRANSITION})
 
 
 class FingerprintState(faust.Record, serializer="json"):
@@ -67,7 +66,6 @@ class FingerprintState(faust.Record, serializer="json"):
     received_ms: int  # when the current row was first seen
     last_seen_ms: int
     duplicates: int
-    episodes: int  # firing episodes seen since the state was created
     transitions_ms: list[int]  # transition times inside the flap window, oldest first
     flapping: bool
     offset: int  # last message offset applied to this state (its partition is fixed by the key)
@@ -81,7 +79,7 @@ class Outcome:
     event: AlertEvent
     decision: Decision
     state: FingerprintState | None
-    episode_delta: int = 0  # firing episodes this event opened (for alerts.episodes)
+    opens_episode: bool = False  # a first sighting, or a new startsAt (alerts.episodes counts these)
     severity: str = "none"
     classification: str = "other"
     extra: dict[str, str] = field(default_factory=dict)

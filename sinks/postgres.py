@@ -58,8 +58,11 @@ class BatchRows:
             else:
                 rows.counters[st.event_id] = (st.duplicates, _ts(st.last_seen_ms), _ts(st.received_ms))
             prev = rows.alerts.get(o.event.fingerprint)
-            episodes = (prev[12] if prev else 0) + o.episode_delta  # type: ignore[operator]
-            rows.alerts[o.event.fingerprint] = _alert_row(o, st, episode_delta=episodes)
+            episodes = (prev[12] if prev else 0) + o.opens_episode  # type: ignore[operator]
+            # A first sighting after a window of silence may be the stored alert's episode again:
+            # the upsert compares its startsAt with the row's (the table state is gone by then).
+            resumes = prev[14] if prev else (_ts(st.starts_at_ms) if o.decision is Decision.FIRST_SEEN else None)
+            rows.alerts[o.event.fingerprint] = [*_alert_row(o, st, episodes=episodes), resumes]
         return rows
 
     def days(self) -> set[date]:
@@ -76,12 +79,12 @@ def _event_row(o: Outcome, st: FingerprintState) -> list[object]:
     ]  # fmt: skip
 
 
-def _alert_row(o: Outcome, st: FingerprintState, *, episode_delta: int) -> list[object]:
+def _alert_row(o: Outcome, st: FingerprintState, *, episodes: int) -> list[object]:
     e = o.event
     return [
         e.fingerprint, _json(e.labels), _json(e.annotations), st.status, _ts(st.starts_at_ms), e.ends_at,
         e.generator_url, _ts(st.received_ms), _ts(st.last_seen_ms), st.event_id, st.flapping, o.severity,
-        episode_delta, e.receiver,
+        episodes, e.receiver,
     ]  # fmt: skip
 
 
@@ -102,12 +105,21 @@ FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::timestamptz[])
 WHERE e.id = u.id AND e.received_at = u.received_at  -- received_at prunes to the row's partition
 """
 
+# `episodes` is the batch's count of episode openings; one fewer when the first was a sighting after
+# silence of the episode the row already holds (`resumes` = that sighting's startsAt).
 _UPSERT_ALERTS = """
 INSERT INTO alerts AS a (fingerprint, labels, annotations, status, starts_at, ends_at, generator_url, since,
                          last_seen_at, last_event_id, flapping, severity, episodes, receiver)
-SELECT * FROM unnest($1::text[], $2::jsonb[], $3::jsonb[], $4::text[], $5::timestamptz[], $6::timestamptz[],
-                     $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bool[], $12::text[],
-                     $13::int[], $14::text[])
+SELECT b.fingerprint, labels, annotations, status, starts_at, ends_at, generator_url, since, last_seen_at,
+       last_event_id, flapping, severity,
+       episodes - CASE WHEN resumes IS NULL THEN 0 ELSE
+           (SELECT count(*) FROM alerts x WHERE x.fingerprint = b.fingerprint AND x.starts_at = resumes)::int END,
+       receiver
+FROM unnest($1::text[], $2::jsonb[], $3::jsonb[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+            $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bool[], $12::text[],
+            $13::int[], $14::text[], $15::timestamptz[])
+     AS b(fingerprint, labels, annotations, status, starts_at, ends_at, generator_url, since, last_seen_at,
+          last_event_id, flapping, severity, episodes, receiver, resumes)
 ON CONFLICT (fingerprint) DO UPDATE SET
     labels = excluded.labels, annotations = excluded.annotations, status = excluded.status,
     starts_at = excluded.starts_at, ends_at = excluded.ends_at, generator_url = excluded.generator_url,
@@ -230,5 +242,5 @@ class PostgresSink:
             if rows.counters:
                 await conn.execute(_UPDATE_COUNTERS, *_columns([(i, *c) for i, c in rows.counters.items()], 4))
             if rows.alerts:
-                await conn.execute(_UPSERT_ALERTS, *_columns(list(rows.alerts.values()), 14))
+                await conn.execute(_UPSERT_ALERTS, *_columns(list(rows.alerts.values()), 15))
             await conn.execute(_UPSERT_OFFSETS, topic, parts, [next_offsets[p] for p in parts])

@@ -120,7 +120,8 @@ def _resolved_at(row: Mapping[str, Any]) -> datetime:
 
 
 # MTTR from resolved events: each carries its episode's startsAt and its endsAt, so an episode's
-# duration needs no join back to its firing row. A resighted resolve is the same episode again.
+# duration needs no join back to its firing row. An episode counts once: its resolve seen again
+# after a dedup window of silence is stored anew (first_seen) but is the same episode.
 _DURATION = (
     "greatest(0, extract(epoch FROM (CASE WHEN ends_at >= starts_at THEN ends_at ELSE received_at END) - starts_at))"
 )
@@ -171,7 +172,9 @@ class ReportQuery:
                        count(*) AS episodes, avg({_DURATION}) AS mean,
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY {_DURATION}) AS p50,
                        percentile_cont(0.9) WITHIN GROUP (ORDER BY {_DURATION}) AS p90
-                FROM alert_events WHERE {where} AND status = 'resolved' AND decision <> 'resighted'
+                FROM (SELECT DISTINCT ON (fingerprint, starts_at) labels, starts_at, ends_at, received_at
+                      FROM alert_events WHERE {where} AND status = 'resolved'
+                      ORDER BY fingerprint, starts_at, received_at) AS episodes
                 GROUP BY GROUPING SETS ((), (labels->>'alertname'))
                 ORDER BY overall DESC, episodes DESC, alertname""",
             *args,

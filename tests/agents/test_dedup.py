@@ -5,7 +5,7 @@ import pytest
 from agents.dedup import decide
 from agents.state import FlapRule, advance
 from app.records import Decision
-from tests.factories import event
+from tests.factories import T0_MS, event
 
 WINDOW_MS = 3_600_000
 FLAP = FlapRule(window_ms=1_800_000, threshold=4)
@@ -23,7 +23,9 @@ CASES = [
     ("resolved seen first (HA race)", [], event(status="resolved", offset=1), Decision.FIRST_SEEN),
     ("resend within window", [event(offset=1)], event(offset=2, seen=60), Decision.DUPLICATE),
     ("resend exactly at window", [event(offset=1)], event(offset=2, seen=3600), Decision.DUPLICATE),
-    ("resend after window", [event(offset=1)], event(offset=2, seen=3601), Decision.RESIGHTED),
+    ("resend after window: as if never seen", [event(offset=1)], event(offset=2, seen=3601), Decision.FIRST_SEEN),
+    ("older episode after window", [event(starts=100, offset=1, seen=100)], event(starts=0, offset=2, seen=3701),
+     Decision.FIRST_SEEN),
     ("window counts from last sighting",
      [event(offset=1), event(offset=2, seen=3000)], event(offset=3, seen=6000), Decision.DUPLICATE),
     ("firing -> resolved", [event(offset=1)], event(status="resolved", offset=2, seen=10), Decision.TRANSITION),
@@ -55,7 +57,7 @@ def test_duplicates_grow_counters_not_rows() -> None:
 def test_transition_opens_a_new_row_and_episode() -> None:
     st = state_after(event(offset=1), event(status="resolved", offset=2, seen=5), event(starts=100, offset=3, seen=100))
     assert st is not None
-    assert (st.status, st.episodes, st.duplicates, st.event_id) == ("firing", 2, 0, 3)
+    assert (st.status, st.starts_at_ms - T0_MS, st.duplicates, st.event_id) == ("firing", 100_000, 0, 3)
 
 
 def test_event_ids_carry_topic_partition_and_offset() -> None:

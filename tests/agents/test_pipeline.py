@@ -110,7 +110,7 @@ async def _exactly(db, run: str, n: int) -> bool:  # type: ignore[no-untyped-def
 
 
 async def test_state_expires_after_the_dedup_window(make_worker, db, http) -> None:  # type: ignore[no-untyped-def]
-    short = make_worker(dedup_window=4)  # expiry runs every second
+    short = make_worker(dedup_window=4, flap_window=4)  # expiry runs every second
     await short.wait_ready()
     run = unique()
     labels = {"alertname": "Expiring", "run": run}
@@ -129,6 +129,6 @@ async def test_state_expires_after_the_dedup_window(make_worker, db, http) -> No
     rows = await db.fetch(
         "SELECT decision, duplicates FROM alert_events WHERE labels->>'run' = $1 ORDER BY received_at", run
     )
-    # No state left: the later sighting is first_seen again (with the state kept it would be resighted).
+    # No state left: the later sighting is first_seen again, as it would be with the state still there.
     assert [(r["decision"], r["duplicates"]) for r in rows] == [("first_seen", 1), ("first_seen", 0)]
     short.stop()
