@@ -6,14 +6,14 @@ Pure functions; the pipeline agent calls them and moves the data.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from aiokafka.partitioner import murmur2
 from pydantic import ValidationError
 
 from app.fingerprint import fingerprint as compute_fingerprint
 from app.models import AlertIn
-from app.records import AlertEvent, Position
+from app.records import EPOCH, MILLISECOND, AlertEvent, Position
 
 # Header a re-keyed copy carries, so a copy produced twice (crash before commit) counts once.
 ORIGIN_HEADER = "alert-history-origin"
@@ -51,7 +51,7 @@ def decode(value: bytes | None, position: Position, headers: Mapping[str, bytes]
 
 
 def to_event(alert: AlertIn, position: Position, origin: str | None = None) -> AlertEvent:
-    seen = datetime.fromtimestamp(position.timestamp_ms / 1000, tz=UTC)
+    seen = EPOCH + position.timestamp_ms * MILLISECOND
     fp = alert.fingerprint or compute_fingerprint(alert.labels)
     status = alert.status or derive_status(alert.endsAt, seen)
     return AlertEvent(

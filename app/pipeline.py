@@ -40,6 +40,7 @@ BATCH_MAX = 2000
 BATCH_WITHIN_S = 0.05
 # How far the broker's clock (LogAppendTime) may lag this worker's: expiry by the wall clock keeps this margin.
 CLOCK_SKEW_MS = 60_000
+EXPIRE_CHUNK = 10_000
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: the supervisor (systemd, Kubernetes, compose) restarts us
 
 
@@ -102,6 +103,12 @@ class Pipeline:
             self.clock[partition] = max(ts, self.clock.get(partition, 0))
         for decision, n in batch.decisions.items():
             metrics.EVENTS.labels(decision.value).inc(n)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "batch of %d stored: next offsets %s, decisions %s, %d new rows",
+                len(events), dict(batch.next_offsets), dict(batch.decisions),
+                sum(o.decision in NEW_ROW for o in batch.outcomes),
+            )  # fmt: skip
         metrics.BATCH_SIZE.observe(len(events))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
@@ -150,8 +157,8 @@ class Pipeline:
                 event=event,
                 decision=decision,
                 state=new,
-                opens_episode=decision is Decision.FIRST_SEEN
-                or (decision is Decision.TRANSITION and prev is not None and event.starts_at_ms != prev.starts_at_ms),
+                # Without a state to compare with (first sighting, or state expired) the sink asks the alerts row.
+                opens_episode=None if prev is None else decision in NEW_ROW and event.starts_at_ms != prev.starts_at_ms,
                 severity=enrich.severity(event),
                 # Only a new row stores it; resends (most of the stream) skip the rules.
                 classification=enrich.classify(event) if decision in NEW_ROW else "",
@@ -190,7 +197,7 @@ class Pipeline:
         count = self.app.consumer.topic_partitions(self.settings.topic)
         return count or self.settings.partitions
 
-    def expire(self, wall_ms: int) -> int:
+    async def expire(self, wall_ms: int) -> int:
         """Drop states no later event can consult; returns how many.
 
         Time is each partition's stream time, never the wall clock alone: a worker replaying last
@@ -199,26 +206,40 @@ class Pipeline:
         """
         # Only partitions we own: a delete writes a tombstone to the partition's changelog.
         assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.settings.topic}
-        now = {p: self._stream_time(p, wall_ms) for p in self.clock if p in assigned}
+        stored = self._stored
+        if stored is None:  # nothing processed since (re)assignment; read only: process() owns _stored
+            stored = await self.sink.committed_offsets(self.settings.topic) if assigned else {}
+        now = {p: self._stream_time(p, wall_ms, stored) for p in assigned}
         newest = max(now.values(), default=0)
         partitions = self._partition_count()
-        stale = []
+        stale: list[tuple[bytes, int]] = []
         for fp, st in self.table.items():
             # Cheap test first; the partition (a murmur2 hash) only for the few that pass it.
             if st is None or not state.expired(st, newest, self.horizon_ms):
                 continue
             p = ingest.owner_partition(fp.decode(), partitions)
             if p in now and state.expired(st, now[p], self.horizon_ms):
-                stale.append(fp)
-        for fp in stale:
-            del self.table[fp]
-        metrics.EXPIRED.inc(len(stale))
-        return len(stale)
+                stale.append((fp, p))
+        expired = 0
+        for i in range(0, len(stale), EXPIRE_CHUNK):
+            if i:
+                # Each delete queues a changelog tombstone in the producer: flushing between chunks keeps
+                # a mass expiry (a million fingerprints after an incident) from holding them all in memory.
+                await self.app.producer.flush()
+            for fp, p in stale[i : i + EXPIRE_CHUNK]:
+                if i:  # after a flush: a batch may have refreshed the state meanwhile
+                    st = self._stored_state(fp.decode())
+                    if st is None or not state.expired(st, now[p], self.horizon_ms):
+                        continue
+                del self.table[fp]
+                expired += 1
+        metrics.EXPIRED.inc(expired)
+        return expired
 
-    def _stream_time(self, partition: int, wall_ms: int) -> int:
-        committed = self.clock[partition]
+    def _stream_time(self, partition: int, wall_ms: int, stored: Mapping[int, int]) -> int:
+        committed = self.clock.get(partition, 0)  # 0: nothing processed here since this worker started
         highwater = self.app.consumer.highwater(faust.types.TP(self.settings.topic, partition))  # None: not fetched yet
-        caught_up = highwater is not None and self._stored is not None and self._stored.get(partition, 0) >= highwater
+        caught_up = highwater is not None and stored.get(partition, 0) >= highwater
         # The margin never exceeds the horizon, so short test windows still expire promptly.
         return max(committed, wall_ms - min(CLOCK_SKEW_MS, self.horizon_ms)) if caught_up else committed
 
@@ -268,7 +289,7 @@ def wire(app: faust.App, settings: Settings, sink: Sink) -> Pipeline:
     # Every minute, or a quarter of short windows, so a state outlives its horizon by at most that.
     @app.timer(interval=max(1.0, min(60.0, pipeline.horizon_ms / 4000)), on_leader=False)
     async def expire_states() -> None:
-        pipeline.expire(int(time.time() * 1000))
+        await pipeline.expire(int(time.time() * 1000))
         metrics.LIVE_FINGERPRINTS.set(len(table))
 
     app.on_partitions_revoked.connect(lambda *a, **kw: pipeline.forget_offsets())  # type: ignore[arg-type]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import faust
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MILLISECOND = timedelta(milliseconds=1)
 
 
 @dataclass(slots=True, frozen=True)
@@ -41,7 +44,8 @@ class AlertEvent:
 
     @property
     def starts_at_ms(self) -> int:
-        return int(self.starts_at.timestamp() * 1000)
+        # Integer arithmetic: a float timestamp can land a millisecond short (…568 → 567.9999).
+        return (self.starts_at - EPOCH) // MILLISECOND
 
 
 class Decision(StrEnum):
@@ -79,7 +83,8 @@ class Outcome:
     event: AlertEvent
     decision: Decision
     state: FingerprintState | None
-    opens_episode: bool = False  # a first sighting, or a new startsAt (alerts.episodes counts these)
+    # A new startsAt for this fingerprint (alerts.episodes counts these); None: no state left to tell.
+    opens_episode: bool | None = False
     severity: str = "none"
     classification: str = "other"
     extra: dict[str, str] = field(default_factory=dict)

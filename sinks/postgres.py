@@ -6,12 +6,12 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 import asyncpg
 import orjson
 
-from app.records import NEW_ROW, Decision, FingerprintState, Outcome
+from app.records import EPOCH, MILLISECOND, NEW_ROW, Decision, FingerprintState, Outcome
 from app.retry import retry
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def _ts(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return EPOCH + ms * MILLISECOND
 
 
 def _json(value: Mapping[str, str]) -> str:
@@ -58,10 +58,10 @@ class BatchRows:
             else:
                 rows.counters[st.event_id] = (st.duplicates, _ts(st.last_seen_ms), _ts(st.received_ms))
             prev = rows.alerts.get(o.event.fingerprint)
-            episodes = (prev[12] if prev else 0) + o.opens_episode  # type: ignore[operator]
-            # A first sighting after a window of silence may be the stored alert's episode again:
-            # the upsert compares its startsAt with the row's (the table state is gone by then).
-            resumes = prev[14] if prev else (_ts(st.starts_at_ms) if o.decision is Decision.FIRST_SEEN else None)
+            episodes = (prev[12] if prev else 0) + (o.opens_episode is not False)  # type: ignore[operator]
+            # No state to compare with (the alert is new, or its state expired): counted as an episode
+            # here, and the upsert takes it back if the alerts row already holds that startsAt.
+            resumes = prev[14] if prev else (_ts(st.starts_at_ms) if o.opens_episode is None else None)
             rows.alerts[o.event.fingerprint] = [*_alert_row(o, st, episodes=episodes), resumes]
         return rows
 
