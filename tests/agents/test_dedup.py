@@ -88,6 +88,20 @@ def test_flapping_clears_when_transitions_age_out() -> None:
     assert st is not None and not st.flapping and st.transitions_ms == [calm.seen_ms]
 
 
+def test_flap_transitions_count_across_dedup_silence() -> None:
+    # Dedup window 1 min, flap window 30 min: a sighting after 2 min of silence is first_seen, yet the
+    # transitions before it still count towards flapping.
+    flips = [(0, "firing", 0), (0, "resolved", 10), (130, "firing", 130), (130, "resolved", 140)]
+    st, decisions, flags = None, [], []
+    for i, (starts, status, seen) in enumerate(flips, 1):
+        e = event(starts=starts, status=status, offset=i, seen=seen)
+        decisions.append(decide(st, e, window_ms=60_000))
+        st = advance(st, e, decisions[-1], FLAP)
+        flags.append(st.flapping)
+    assert decisions == [Decision.FIRST_SEEN, Decision.TRANSITION, Decision.FIRST_SEEN, Decision.TRANSITION]
+    assert flags == [False, False, False, True]
+
+
 def test_replayed_event_leaves_state_unchanged() -> None:
     st = state_after(event(offset=1), event(offset=2, seen=10))
     again = advance(st, event(offset=2, seen=10), Decision.REPLAYED, FLAP)
