@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import statistics
 import subprocess
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,20 +138,26 @@ def sustained_rate(samples: list[tuple[float, int]]) -> float:
     return (n1 - started[1]) / max(t1 - started[0], 1e-9)
 
 
-async def produce(ep: Endpoints, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
+async def produce(
+    ep: Endpoints, topic: str, messages: Iterable[tuple[bytes, bytes]], total: int | None = None
+) -> float:
+    """Produce the messages (a list, or any iterable of `total`); returns messages/s."""
+    total = len(messages) if isinstance(messages, list) else total
     producer = AIOKafkaProducer(bootstrap_servers=ep.kafka_brokers, acks="all", linger_ms=20, max_batch_size=512 * 1024)
     await producer.start()
     started = time.perf_counter()
+    sent = 0
     try:
-        with progress_bar(len(messages), "produce", "ev") as bar:
-            for i in range(0, len(messages), 5000):
-                chunk = messages[i : i + 5000]
+        with progress_bar(total or 0, "produce", "ev") as bar:
+            it = iter(messages)
+            while chunk := list(itertools.islice(it, 5000)):
                 futures = [await producer.send(topic, value, key=key) for key, value in chunk]
                 await asyncio.gather(*futures)
                 bar.update(len(chunk))
+                sent += len(chunk)
     finally:
         await producer.stop()
-    return len(messages) / (time.perf_counter() - started)
+    return sent / (time.perf_counter() - started)
 
 
 async def webhook_load(url: str, run: str, alerts: int, concurrency: int, db: asyncpg.Pool) -> dict[str, Any]:
@@ -334,6 +341,20 @@ async def bench(args: argparse.Namespace, ep: Endpoints, workdir: Path) -> Resul
         res.add("report_p95_ms", "/report 30 days: p95", pct(report, 95), "ms", "", None)
         res.add("worker_rss_mb", f"worker RSS after e2e ({args.fingerprints:,} fingerprints)", rss, "MB", "< 512",
                 rss is not None and rss < 512)  # fmt: skip
+        if args.churn:
+            worker.stop()  # alone on the machine, like the e2e worker was
+            c = await churn(ep, settings, env, workdir, db, args.churn)
+            n = f"{args.churn:,}"
+            res.add("churn_rss_live_mb", f"worker RSS, {n} live fingerprints", c["rss_live_mb"], "MB", "< 512",
+                    c["rss_live_mb"] is not None and c["rss_live_mb"] < 512)  # fmt: skip
+            res.add("churn_disk_live_mb", f"table on disk (RocksDB), {n} live", c["disk_live_mb"], "MB", "", None)
+            res.add("churn_expired", "states expired after the windows passed", c["expired"], "", n,
+                    c["expired"] == args.churn)  # fmt: skip
+            res.add("churn_expiry_s", "restart → all expired", c["expiry_s"], "s", "", None)
+            res.add("churn_live_after", "live fingerprints after expiry", c["live_after"], "", "0",
+                    c["live_after"] == 0)  # fmt: skip
+            res.add("churn_rss_after_mb", "worker RSS after expiry", c["rss_after_mb"], "MB", "", None)
+            res.add("churn_disk_after_mb", "table on disk after expiry", c["disk_after_mb"], "MB", "", None)
     finally:
         if naive is not None:
             naive.stop()
@@ -370,6 +391,85 @@ async def scale_out(
             w.stop()
 
 
+async def churn(
+    ep: Endpoints, settings: Settings, env: dict[str, str], workdir: Path, db: asyncpg.Pool, n: int
+) -> dict[str, float | None]:
+    """`n` distinct fingerprints, one firing event each, through one worker: its RSS and table with all of
+    them live, then after they have expired (the same group and state restarted with 1 s windows)."""
+    from app.topics import ensure_topics
+
+    topic = f"{settings.topic}-churn"
+    await ensure_topics(settings.model_copy(update={"topic": topic}))
+    await produce(ep, topic, _distinct(n, topic), n)
+    state_dir = workdir / "state-churn"
+    churn_env = {**env, f"{ENV_PREFIX}TOPIC": topic, f"{ENV_PREFIX}APP_ID": f"{topic}-group",
+                 f"{ENV_PREFIX}DATA_DIR": str(state_dir)}  # fmt: skip
+    out: dict[str, float | None] = {}
+
+    port = free_port()
+    worker = Proc("app.cli", {**churn_env, f"{ENV_PREFIX}WEB_PORT": str(port)}, workdir / "worker-churn.log")
+    try:
+        await poll(stored(db, topic), n, "churn", worker, timeout_s=1800)
+        # The gauge is refreshed by the expiry timer (every minute with the default windows).
+        out["live"] = await poll_metric(port, "alert_history_live_fingerprints", lambda v: v >= n, worker, 120)
+        out["rss_live_mb"] = rss_mb(worker.proc.pid)
+        out["disk_live_mb"] = du_mb(state_dir)
+    finally:
+        worker.stop()
+
+    port = free_port()
+    short = {f"{ENV_PREFIX}DEDUP_WINDOW": "1", f"{ENV_PREFIX}FLAP_WINDOW": "1", f"{ENV_PREFIX}WEB_PORT": str(port)}
+    worker = Proc("app.cli", {**churn_env, **short}, workdir / "worker-churn-expiry.log")
+    started = time.monotonic()
+    try:
+        expired = await poll_metric(port, "alert_history_state_expired_total", lambda v: v >= n, worker, 600)
+        out["expired"] = expired
+        out["expiry_s"] = time.monotonic() - started
+        out["live_after"] = await poll_metric(port, "alert_history_live_fingerprints", lambda v: v == 0, worker, 60)
+        out["rss_after_mb"] = rss_mb(worker.proc.pid)
+        out["disk_after_mb"] = du_mb(state_dir)
+    finally:
+        worker.stop()
+    return out
+
+
+def _distinct(n: int, run: str) -> Iterator[tuple[bytes, bytes]]:
+    starts = _now()
+    for k in range(n):
+        labels = alert_labels(k, run)
+        fp = fingerprint(labels)
+        body = {"labels": labels, "startsAt": starts, "status": "firing", "fingerprint": fp}
+        yield fp.encode(), orjson.dumps(body)
+
+
+async def poll_metric(
+    port: int, name: str, done: Callable[[float], bool], proc: Proc, timeout_s: float
+) -> float | None:
+    """Read one unlabelled metric from the worker's /metrics until `done(value)`; the last value read."""
+    value: float | None = None
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            proc.check()
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as r:
+                    text = await r.text()
+            except aiohttp.ClientError:
+                text = ""  # not serving yet
+            for line in text.splitlines():
+                if line.startswith(name + " "):
+                    value = float(line.split()[1])
+            if value is not None and done(value):
+                return value
+            await asyncio.sleep(1)
+    print(f"bench: {name} still {value} after {timeout_s:.0f}s", file=sys.stderr)
+    return value
+
+
+def du_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
 def print_table(res: Results) -> None:
     head = ("measure", "value", "goal", "")
     widths = [max(len(r[i]) for r in [head, *res.rows]) for i in range(4)]
@@ -393,6 +493,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument(
+        "--churn", type=int, default=0, metavar="N",
+        help="also pass N distinct fingerprints through a worker: RSS and table size live, then expired (off: 0)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     for name in ("events", "fingerprints", "naive_events", "webhook_alerts", "history_events", "queries"):
         setattr(args, name, max(1, int(getattr(args, name) * args.scale)))
