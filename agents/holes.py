@@ -52,8 +52,10 @@ def find_holes(events: Sequence[Any], stored: Mapping[int, int]) -> dict[int, tu
     last: dict[int, int] = {}
     for ev in events:
         p, o = ev.message.partition, ev.message.offset
-        want = last[p] + 1 if p in last else stored.get(p)
-        if p not in holes and want is not None and o > want:
+        # A partition PostgreSQL holds nothing of starts at 0: a worker that consumed (and committed in
+        # Kafka) part of it but left before storing anything must not make the next owner skip that part.
+        want = last[p] + 1 if p in last else stored.get(p, 0)
+        if p not in holes and o > want:
             holes[p] = (want, o)
         last[p] = max(o, last.get(p, o))
     return holes

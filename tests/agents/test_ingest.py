@@ -74,8 +74,9 @@ def test_holes_are_found_against_stored_offsets_and_between_messages() -> None:
     def ev(p: int, o: int) -> SimpleNamespace:
         return SimpleNamespace(message=SimpleNamespace(partition=p, offset=o))
 
-    # p0 follows on from PostgreSQL's 10; p1 starts past its 5; p2 skips 21; p3 is unknown to PostgreSQL.
-    events = [ev(0, 10), ev(0, 11), ev(1, 7), ev(2, 20), ev(2, 22), ev(2, 23), ev(3, 100), ev(3, 101)]
-    assert find_holes(events, {0: 10, 1: 5, 2: 20}) == {1: (5, 7), 2: (21, 22)}
+    # p0 follows on from PostgreSQL's 10; p1 starts past its 5; p2 skips 21; p3 is unknown to PostgreSQL,
+    # so it must start at 0 (a worker that left before storing anything may have committed it in Kafka).
+    events = [ev(0, 10), ev(0, 11), ev(1, 7), ev(2, 20), ev(2, 22), ev(2, 23), ev(3, 100), ev(3, 101), ev(4, 0)]
+    assert find_holes(events, {0: 10, 1: 5, 2: 20}) == {1: (5, 7), 2: (21, 22), 3: (0, 100)}
     # Replays below the stored offset are no hole; a redelivered offset is no hole either.
     assert find_holes([ev(0, 3), ev(0, 4), ev(0, 4), ev(0, 5)], {0: 5}) == {}
