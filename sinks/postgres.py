@@ -105,8 +105,8 @@ FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::timestamptz[])
 WHERE e.id = u.id AND e.received_at = u.received_at  -- received_at prunes to the row's partition
 """
 
-# `episodes` is the batch's count of episode openings; one fewer when the first was a sighting after
-# silence of the episode the row already holds (`resumes` = that sighting's startsAt).
+# `episodes` is the batch's count of episode openings; one fewer when its first event had no state to
+# compare with and the row already holds that episode (`resumes` = the event's startsAt).
 _UPSERT_ALERTS = """
 INSERT INTO alerts AS a (fingerprint, labels, annotations, status, starts_at, ends_at, generator_url, since,
                          last_seen_at, last_event_id, flapping, severity, episodes, receiver)

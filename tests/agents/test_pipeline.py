@@ -6,21 +6,16 @@ import signal
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from agents.ingest import DLQ_REASON_HEADER
 from app.fingerprint import fingerprint
+from tests.agents import streams
 from tests.fixtures import Worker, eventually, unique
 
 
 async def produce(worker: Worker, values: list[bytes], key: bytes | None = None) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=worker.endpoints.kafka_brokers, acks="all")
-    await producer.start()
-    try:
-        for v in values:
-            await producer.send_and_wait(worker.topic, v, key=key)
-    finally:
-        await producer.stop()
+    await streams.produce(worker, [(key, v) for v in values])
 
 
 async def count(db, run: str) -> int:  # type: ignore[no-untyped-def]
