@@ -82,6 +82,8 @@ def create_app(settings: Settings) -> AlertHistoryApp:
         topic_partitions=settings.partitions,
         producer_acks=-1,
         producer_linger_ms=5,
+        # A batch's changelog goes out as one record batch per partition (under the broker's 1 MiB limit).
+        producer_max_batch_size=512 * 1024,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=10_000,
         # A worker killed hard is noticed in ~10 s, not the default minute: its partitions move sooner.

@@ -9,6 +9,10 @@ BATCH_SECONDS = Histogram(
     "alert_history_batch_seconds", "Time to process and store one batch",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )  # fmt: skip
+# rate() of each phase shows where a worker's time goes; "wait" is between batches (the consumer delivering).
+BATCH_PHASE_SECONDS = Counter(
+    "alert_history_batch_phase_seconds", "Time spent in each phase of the batch pipeline", ["phase"]
+)
 BATCH_SIZE = Histogram(
     "alert_history_batch_size", "Messages per batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
 )

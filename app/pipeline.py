@@ -17,13 +17,11 @@ import asyncio
 import logging
 import os
 import time
-import weakref
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import faust
-from faust.streams import _current_event
 
 from agents import dedup, enrich, ingest, state
 from agents.holes import HoleFiller
@@ -33,6 +31,8 @@ from app.records import NEW_ROW, AlertEvent, Decision, FingerprintState, Outcome
 from app.settings import Settings
 from sinks.base import Sink
 from sinks.postgres import StaleBatch
+from tables import fingerprint_state
+from tables.fingerprint_state import FingerprintStates
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ BATCH_WITHIN_S = 0.05
 # How far the broker's clock (LogAppendTime) may lag this worker's: expiry by the wall clock keeps this margin.
 CLOCK_SKEW_MS = 60_000
 EXPIRE_CHUNK = 10_000
+PHASES = ("wait", "holes", "decide", "produce", "sink", "state")
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: the supervisor (systemd, Kubernetes, compose) restarts us
 
 
@@ -51,17 +52,17 @@ class Batch:
     outcomes: list[Outcome] = field(default_factory=list)
     out: list[OutMessage] = field(default_factory=list)  # dead letters and re-keyed copies
     overlay: dict[str, FingerprintState | None] = field(default_factory=dict)
-    source: dict[str, faust.types.EventT] = field(default_factory=dict)  # last event of each fingerprint
+    partition: dict[str, int] = field(default_factory=dict)  # of each fingerprint in the overlay
     next_offsets: dict[int, int] = field(default_factory=dict)
     newest: dict[int, int] = field(default_factory=dict)  # partition → newest message time
     decisions: Counter[Decision] = field(default_factory=Counter)
 
 
 class Pipeline:
-    def __init__(self, app: faust.App, settings: Settings, table: faust.Table, sink: Sink) -> None:
+    def __init__(self, app: faust.App, settings: Settings, states: FingerprintStates, sink: Sink) -> None:
         self.app = app
         self.settings = settings
-        self.table = table
+        self.states = states
         self.sink = sink
         self.flap = state.FlapRule(window_ms=settings.flap_window * 1000, threshold=settings.flap_threshold)
         self.window_ms = settings.dedup_window * 1000
@@ -72,31 +73,37 @@ class Pipeline:
         self._stored: dict[int, int] | None = None  # sink's next offsets, reloaded after each rebalance
         self._topic_code: int | None = None
         self.holes = HoleFiller(settings.kafka_brokers or "", settings.topic)
+        self._phase = {name: metrics.BATCH_PHASE_SECONDS.labels(name) for name in PHASES}
+        self._batch_end: float | None = None
 
     def forget_offsets(self) -> None:
         self._stored = None
 
     async def process(self, events: Sequence[faust.types.EventT]) -> None:
-        started = time.perf_counter()
+        started = t = time.perf_counter()
+        if self._batch_end is not None:
+            self._phase["wait"].inc(started - self._batch_end)
         if self._topic_code is None:
             self._topic_code = await self.sink.topic_code(self.settings.topic)
         if self._stored is None:
             self._stored = await self.sink.committed_offsets(self.settings.topic)
         events = await self.holes.fill(events, self._stored)
+        t = self._timed("holes", t)
         batch = self.decide(events, self._stored, self._partition_count())
+        t = self._timed("decide", t)
         await produce_all(self.app, batch.out)
+        t = self._timed("produce", t)
         try:
             await self.sink.write(self.settings.topic, batch.outcomes, batch.next_offsets)
         except StaleBatch as exc:
             log.warning("batch dropped: %s (another worker owns these partitions now)", exc)
             self._stored = None
             return
-        for fingerprint, st in batch.overlay.items():
-            if st is not None:
-                self._store_state(batch.source[fingerprint], fingerprint, st)
+        t = self._timed("sink", t)
         # The batch is acked when we return. Its table state must be in the changelog by then: a worker
         # taking these partitions over restores from the changelog and starts after the acked offset.
-        await self.app.producer.flush()
+        await self.states.write({(fp, batch.partition[fp]): st for fp, st in batch.overlay.items() if st is not None})
+        self._batch_end = self._timed("state", t)
         for partition, offset in batch.next_offsets.items():
             self._stored[partition] = max(offset, self._stored.get(partition, 0))
         for partition, ts in batch.newest.items():
@@ -110,16 +117,12 @@ class Pipeline:
                 sum(o.decision in NEW_ROW for o in batch.outcomes),
             )  # fmt: skip
         metrics.BATCH_SIZE.observe(len(events))
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCH_SECONDS.observe(self._batch_end - started)
 
-    def _store_state(self, event: faust.types.EventT, fingerprint: str, st: FingerprintState) -> None:
-        # Faust's RocksDB store files a key under the partition of the "current event"; outside the
-        # stream iteration we name it ourselves: the partition this fingerprint's events come from.
-        token = _current_event.set(weakref.ref(event))
-        try:
-            self.table[fingerprint.encode()] = st
-        finally:
-            _current_event.reset(token)
+    def _timed(self, phase: str, since: float) -> float:
+        now = time.perf_counter()
+        self._phase[phase].inc(now - since)
+        return now
 
     def decide(self, events: Sequence[faust.types.EventT], stored: Mapping[int, int], partitions: int) -> Batch:
         batch = Batch()
@@ -140,12 +143,15 @@ class Pipeline:
                     batch.out.append(self._rekeyed(msg, event))
                 continue
             self._apply(batch, event, replay)
-            batch.source[event.fingerprint] = ev
         return batch
 
     def _apply(self, batch: Batch, event: AlertEvent, replay: bool) -> None:
         fp = event.fingerprint
-        prev = batch.overlay[fp] if fp in batch.overlay else self._stored_state(fp)
+        if fp in batch.overlay:
+            prev = batch.overlay[fp]
+        else:
+            prev = self.states.get(fp, event.position.partition)
+            batch.partition[fp] = event.position.partition
         decision = dedup.decide(prev, event, window_ms=self.window_ms)
         new = state.advance(prev, event, decision, self.flap, self._topic_code or 0)
         batch.overlay[fp] = new
@@ -164,13 +170,6 @@ class Pipeline:
                 classification=enrich.classify(event) if decision in NEW_ROW else "",
             )
         )
-
-    def _stored_state(self, fingerprint: str) -> FingerprintState | None:
-        # Straight to the store: one RocksDB lookup, where Table.get would do a `contains` and a `get`.
-        try:
-            return self.table.data[fingerprint.encode()]  # type: ignore[no-any-return]
-        except KeyError:
-            return None
 
     def _dead_letter(self, msg: faust.types.Message, reason: str) -> OutMessage:
         metrics.DEAD_LETTERS.inc()
@@ -197,8 +196,8 @@ class Pipeline:
         count = self.app.consumer.topic_partitions(self.settings.topic)
         return count or self.settings.partitions
 
-    async def expire(self, wall_ms: int) -> int:
-        """Drop states no later event can consult; returns how many.
+    async def expire(self, wall_ms: int) -> tuple[int, int]:
+        """Drop states no later event can consult; returns how many went and how many are left.
 
         Time is each partition's stream time, never the wall clock alone: a worker replaying last
         week must keep the states last week's events still look at. A partition read to its end is
@@ -210,31 +209,27 @@ class Pipeline:
         if stored is None:  # nothing processed since (re)assignment; read only: process() owns _stored
             stored = await self.sink.committed_offsets(self.settings.topic) if assigned else {}
         now = {p: self._stream_time(p, wall_ms, stored) for p in assigned}
-        newest = max(now.values(), default=0)
-        partitions = self._partition_count()
-        stale: list[tuple[bytes, int]] = []
-        for fp, st in self.table.items():
-            # Cheap test first; the partition (a murmur2 hash) only for the few that pass it.
-            if st is None or not state.expired(st, newest, self.horizon_ms):
-                continue
-            p = ingest.owner_partition(fp.decode(), partitions)
-            if p in now and state.expired(st, now[p], self.horizon_ms):
+        held = 0
+        stale: list[tuple[str, int]] = []
+        for fp, p, st in self.states.items(assigned):
+            held += 1
+            if state.expired(st, now[p], self.horizon_ms):
                 stale.append((fp, p))
         expired = 0
+        # Each delete is a changelog tombstone: chunks keep a mass expiry (a million fingerprints after an
+        # incident) from holding them all in the producer at once.
         for i in range(0, len(stale), EXPIRE_CHUNK):
-            if i:
-                # Each delete queues a changelog tombstone in the producer: flushing between chunks keeps
-                # a mass expiry (a million fingerprints after an incident) from holding them all in memory.
-                await self.app.producer.flush()
-            for fp, p in stale[i : i + EXPIRE_CHUNK]:
-                if i:  # after a flush: a batch may have refreshed the state meanwhile
-                    st = self._stored_state(fp.decode())
-                    if st is None or not state.expired(st, now[p], self.horizon_ms):
-                        continue
-                del self.table[fp]
-                expired += 1
+            chunk = stale[i : i + EXPIRE_CHUNK]
+            if i:  # batches ran meanwhile and may have refreshed a state: look again
+                chunk = [(fp, p) for fp, p in chunk if self._still_expired(fp, p, now[p])]
+            await self.states.write(dict.fromkeys(chunk))
+            expired += len(chunk)
         metrics.EXPIRED.inc(expired)
-        return expired
+        return expired, held - expired
+
+    def _still_expired(self, fingerprint: str, partition: int, now_ms: int) -> bool:
+        st = self.states.get(fingerprint, partition)
+        return st is not None and state.expired(st, now_ms, self.horizon_ms)
 
     def _stream_time(self, partition: int, wall_ms: int, stored: Mapping[int, int]) -> int:
         committed = self.clock.get(partition, 0)  # 0: nothing processed here since this worker started
@@ -253,10 +248,7 @@ def _leave_unacked(events: Sequence[faust.types.EventT]) -> None:
 
 def wire(app: faust.App, settings: Settings, sink: Sink) -> Pipeline:
     """Register the table, the agent and the expiry timer on `app`."""
-    from tables import fingerprint_state
-
-    table = fingerprint_state.define(app, settings)
-    pipeline = Pipeline(app, settings, table, sink)
+    pipeline = Pipeline(app, settings, fingerprint_state.define(app, settings), sink)
     topic = app.topic(
         settings.topic,
         key_type=bytes,
@@ -289,8 +281,8 @@ def wire(app: faust.App, settings: Settings, sink: Sink) -> Pipeline:
     # Every minute, or a quarter of short windows, so a state outlives its horizon by at most that.
     @app.timer(interval=max(1.0, min(60.0, pipeline.horizon_ms / 4000)), on_leader=False)
     async def expire_states() -> None:
-        await pipeline.expire(int(time.time() * 1000))
-        metrics.LIVE_FINGERPRINTS.set(len(table))
+        _, live = await pipeline.expire(int(time.time() * 1000))
+        metrics.LIVE_FINGERPRINTS.set(live)
 
     app.on_partitions_revoked.connect(lambda *a, **kw: pipeline.forget_offsets())  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(lambda *a, **kw: pipeline.forget_offsets())  # type: ignore[arg-type]

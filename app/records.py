@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-import faust
-
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MILLISECOND = timedelta(milliseconds=1)
 
@@ -61,7 +59,8 @@ class Decision(StrEnum):
 NEW_ROW = frozenset({Decision.FIRST_SEEN, Decision.TRANSITION})
 
 
-class FingerprintState(faust.Record, serializer="json"):
+@dataclass(slots=True)
+class FingerprintState:
     """What the dedup table remembers per fingerprint (value of the `fingerprint-state` table)."""
 
     event_id: int  # alert_events.id of the row duplicates are counted on
@@ -73,7 +72,7 @@ class FingerprintState(faust.Record, serializer="json"):
     transitions_ms: list[int]  # transition times inside the flap window, oldest first
     flapping: bool
     offset: int  # last message offset applied to this state (its partition is fixed by the key)
-    origins: list[str] = []  # recent re-keyed origins, to drop a re-key produced twice
+    origins: list[str] = field(default_factory=list)  # recent re-keyed origins, to drop a re-key produced twice
 
 
 @dataclass(slots=True)
