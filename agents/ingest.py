@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 
 from aiokafka.partitioner import murmur2
 from pydantic import ValidationError
@@ -75,6 +76,7 @@ def derive_status(ends_at: datetime | None, now: datetime) -> str:
     return "resolved" if ends_at is not None and ends_at <= now else "firing"
 
 
+@lru_cache(maxsize=1 << 17)  # murmur2 is pure Python; the live fingerprints recur all day
 def owner_partition(fingerprint: str, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner picks for this key.
 

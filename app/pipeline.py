@@ -41,7 +41,7 @@ BATCH_WITHIN_S = 0.05
 # How far the broker's clock (LogAppendTime) may lag this worker's: expiry by the wall clock keeps this margin.
 CLOCK_SKEW_MS = 60_000
 EXPIRE_CHUNK = 10_000
-PHASES = ("wait", "holes", "decide", "produce", "sink", "state")
+PHASES = ("wait", "holes", "decide", "produce", "previous", "sink", "state")
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: the supervisor (systemd, Kubernetes, compose) restarts us
 
 
@@ -75,37 +75,83 @@ class Pipeline:
         self.holes = HoleFiller(settings.kafka_brokers or "", settings.topic)
         self._phase = {name: metrics.BATCH_PHASE_SECONDS.labels(name) for name in PHASES}
         self._batch_end: float | None = None
+        self._decided: dict[int, int] = {}  # next offsets including the batch being written
+        self._pending: dict[str, FingerprintState | None] = {}  # its overlay, until the table has it
+        self._writing: asyncio.Task[None] | None = None
 
     def forget_offsets(self) -> None:
         self._stored = None
 
     async def process(self, events: Sequence[faust.types.EventT]) -> None:
+        """Decide a batch, then hand it to the writer; returns while it is being stored.
+
+        The writer stores one batch at a time and acks its messages once stored, so deciding the
+        next batch (and Faust delivering it) overlaps PostgreSQL and Kafka working on this one.
+        Decisions look at the batch being written through its overlay, before RocksDB.
+        """
         started = t = time.perf_counter()
         if self._batch_end is not None:
             self._phase["wait"].inc(started - self._batch_end)
+        for ev in events:
+            ev.message.incref()  # held past take_events' ack, until the writer has stored the batch
         if self._topic_code is None:
             self._topic_code = await self.sink.topic_code(self.settings.topic)
-        if self._stored is None:
-            self._stored = await self.sink.committed_offsets(self.settings.topic)
-        events = await self.holes.fill(events, self._stored)
-        t = self._timed("holes", t)
-        batch = self.decide(events, self._stored, self._partition_count())
-        t = self._timed("decide", t)
-        await produce_all(self.app, batch.out)
-        t = self._timed("produce", t)
+        while True:
+            if self._stored is None:  # first batch, a rebalance, or the batch before was stale
+                await self.drain()
+                self._stored = await self.sink.committed_offsets(self.settings.topic)
+                self._decided = dict(self._stored)
+            filled = await self.holes.fill(events, self._decided)
+            t = self._timed("holes", t)
+            batch = self.decide(filled, self._decided, self._partition_count())
+            t = self._timed("decide", t)
+            await produce_all(self.app, batch.out)
+            t = self._timed("produce", t)
+            await self.drain()
+            t = self._timed("previous", t)
+            if self._stored is not None:
+                break
+            # The batch before ours was not stored (another worker had them) or a rebalance came: our
+            # decisions built on its overlay. Decide again from what PostgreSQL and the table hold.
+        for partition, offset in batch.next_offsets.items():  # a replay after a restart starts below them
+            self._decided[partition] = max(offset, self._decided.get(partition, 0))
+        self._pending = batch.overlay
+        self._writing = asyncio.create_task(self._store(batch, events, len(filled)))
+        self._batch_end = t
+        metrics.BATCH_SECONDS.observe(t - started)
+
+    async def drain(self) -> None:
+        """Wait until the batch handed to the writer is stored (or dropped as stale)."""
+        if self._writing is not None:
+            await asyncio.shield(self._writing)
+            self._writing = None
+
+    async def _store(self, batch: Batch, events: Sequence[faust.types.EventT], size: int) -> None:
+        t = time.perf_counter()
         try:
             await self.sink.write(self.settings.topic, batch.outcomes, batch.next_offsets)
+            t = self._timed("sink", t)
+            # Acked below. Its table state must be in the changelog by then: a worker taking these
+            # partitions over restores from the changelog and starts after the acked offset.
+            await self.states.write(
+                {(fp, batch.partition[fp]): st for fp, st in batch.overlay.items() if st is not None}
+            )
+            self._timed("state", t)
         except StaleBatch as exc:
             log.warning("batch dropped: %s (another worker owns these partitions now)", exc)
             self._stored = None
+            self._pending = {}
+            _ack(events)
             return
-        t = self._timed("sink", t)
-        # The batch is acked when we return. Its table state must be in the changelog by then: a worker
-        # taking these partitions over restores from the changelog and starts after the acked offset.
-        await self.states.write({(fp, batch.partition[fp]): st for fp, st in batch.overlay.items() if st is not None})
-        self._batch_end = self._timed("state", t)
-        for partition, offset in batch.next_offsets.items():
-            self._stored[partition] = max(offset, self._stored.get(partition, 0))
+        except BaseException as exc:
+            self._pending = {}
+            _batch_failed(self.app, events, exc)
+            return
+        self._pending = {}
+        _ack(events)
+        if self._stored is not None:
+            for partition, offset in batch.next_offsets.items():
+                self._stored[partition] = max(offset, self._stored.get(partition, 0))
         for partition, ts in batch.newest.items():
             self.clock[partition] = max(ts, self.clock.get(partition, 0))
         for decision, n in batch.decisions.items():
@@ -113,11 +159,10 @@ class Pipeline:
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "batch of %d stored: next offsets %s, decisions %s, %d new rows",
-                len(events), dict(batch.next_offsets), dict(batch.decisions),
+                size, dict(batch.next_offsets), dict(batch.decisions),
                 sum(o.decision in NEW_ROW for o in batch.outcomes),
             )  # fmt: skip
-        metrics.BATCH_SIZE.observe(len(events))
-        metrics.BATCH_SECONDS.observe(self._batch_end - started)
+        metrics.BATCH_SIZE.observe(size)
 
     def _timed(self, phase: str, since: float) -> float:
         now = time.perf_counter()
@@ -150,7 +195,7 @@ class Pipeline:
         if fp in batch.overlay:
             prev = batch.overlay[fp]
         else:
-            prev = self.states.get(fp, event.position.partition)
+            prev = self._pending[fp] if fp in self._pending else self.states.get(fp, event.position.partition)
             batch.partition[fp] = event.position.partition
         decision = dedup.decide(prev, event, window_ms=self.window_ms)
         new = state.advance(prev, event, decision, self.flap, self._topic_code or 0)
@@ -239,11 +284,29 @@ class Pipeline:
         return max(committed, wall_ms - min(CLOCK_SKEW_MS, self.horizon_ms)) if caught_up else committed
 
 
+def _ack(events: Sequence[faust.types.EventT]) -> None:
+    for event in events:
+        event.ack()
+
+
 def _leave_unacked(events: Sequence[faust.types.EventT]) -> None:
-    # Stopping mid-batch: take_events would ack the batch on the way out. Mark the messages done
-    # without acking them, so their offsets are not committed and the next owner replays them.
+    # Stopping mid-batch: mark the messages done without acking them, so their offsets are not
+    # committed and the next owner replays them.
     for event in events:
         event.message.acked = True
+
+
+def _batch_failed(app: faust.App, events: Sequence[faust.types.EventT], exc: BaseException) -> None:
+    _leave_unacked(events)
+    if isinstance(exc, asyncio.CancelledError) or app.should_stop:
+        # e.g. the producer already stopped under us: not a failure of the batch
+        log.warning("worker stopping mid-batch: the batch stays unacked and will be replayed")
+        return
+    # Carrying on would ack a batch PostgreSQL does not hold, or a table behind it. Exit instead:
+    # the restarted worker replays from the committed offset and loses nothing.
+    log.critical("pipeline batch failed; exiting so a restart replays it", exc_info=exc)
+    logging.shutdown()
+    os._exit(EXIT_BATCH_FAILED)
 
 
 def wire(app: faust.App, settings: Settings, sink: Sink) -> Pipeline:
@@ -260,23 +323,16 @@ def wire(app: faust.App, settings: Settings, sink: Sink) -> Pipeline:
 
     @app.agent(topic, name="alert-history-pipeline")
     async def run(stream: faust.Stream) -> None:
-        # take_events acks a batch only after this body returns, i.e. after the PostgreSQL commit.
+        # Messages are acked by the writer once stored, never by take_events (process holds a reference).
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             try:
                 await pipeline.process(events)
             except asyncio.CancelledError:
                 _leave_unacked(events)
                 raise
-            except Exception:
-                if app.should_stop:  # e.g. the producer already stopped under us: not a failure of the batch
-                    log.warning("worker stopping mid-batch: the batch stays unacked and will be replayed")
-                    _leave_unacked(events)
-                    return
-                # Carrying on would ack a batch PostgreSQL does not hold, or a table behind it. Exit
-                # instead: the restarted worker replays from the committed offset and loses nothing.
-                log.critical("pipeline batch failed; exiting so a restart replays it", exc_info=True)
-                logging.shutdown()
-                os._exit(EXIT_BATCH_FAILED)
+            except Exception as exc:
+                _batch_failed(app, events, exc)  # exits, unless the worker is stopping anyway
+                return
 
     # Every minute, or a quarter of short windows, so a state outlives its horizon by at most that.
     @app.timer(interval=max(1.0, min(60.0, pipeline.horizon_ms / 4000)), on_leader=False)

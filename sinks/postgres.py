@@ -47,6 +47,9 @@ class BatchRows:
     @classmethod
     def build(cls, outcomes: Sequence[Outcome]) -> BatchRows:
         rows = cls()
+        last: dict[str, Outcome] = {}  # the alerts row is the last event's, built once per fingerprint
+        episodes: dict[str, int] = {}
+        resumes: dict[str, datetime | None] = {}
         for o in outcomes:
             if o.state is None or o.decision in (Decision.REPLAYED, Decision.LATE):
                 continue
@@ -57,12 +60,18 @@ class BatchRows:
                 rows.inserts[st.event_id][10:12] = [_ts(st.last_seen_ms), st.duplicates]
             else:
                 rows.counters[st.event_id] = (st.duplicates, _ts(st.last_seen_ms), _ts(st.received_ms))
-            prev = rows.alerts.get(o.event.fingerprint)
-            episodes = (prev[12] if prev else 0) + (o.opens_episode is not False)  # type: ignore[operator]
-            # No state to compare with (the alert is new, or its state expired): counted as an episode
-            # here, and the upsert takes it back if the alerts row already holds that startsAt.
-            resumes = prev[14] if prev else (_ts(st.starts_at_ms) if o.opens_episode is None else None)
-            rows.alerts[o.event.fingerprint] = [*_alert_row(o, st, episodes=episodes), resumes]
+            fp = o.event.fingerprint
+            opens = o.opens_episode is not False
+            if fp in last:
+                episodes[fp] += opens
+            else:
+                episodes[fp] = opens
+                # No state to compare with (the alert is new, or its state expired): counted as an episode
+                # here, and the upsert takes it back if the alerts row already holds that startsAt.
+                resumes[fp] = _ts(st.starts_at_ms) if o.opens_episode is None else None
+            last[fp] = o
+        for fp, o in last.items():
+            rows.alerts[fp] = [*_alert_row(o, o.state, episodes=episodes[fp]), resumes[fp]]  # type: ignore[arg-type]
         return rows
 
     def days(self) -> set[date]:
@@ -92,9 +101,13 @@ _INSERT_EVENTS = """
 INSERT INTO alert_events (id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url,
                           received_at, decision, last_seen_at, duplicates, flapping, severity, classification,
                           source, receiver)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::timestamptz[],
-                     $7::timestamptz[], $8::text[], $9::timestamptz[], $10::text[], $11::timestamptz[],
-                     $12::int[], $13::bool[], $14::text[], $15::text[], $16::text[], $17::text[])
+SELECT id, fingerprint, status, labels::jsonb, annotations::jsonb, starts_at, ends_at, generator_url, received_at,
+       decision, last_seen_at, duplicates, flapping, severity, classification, source, receiver
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+            $7::timestamptz[], $8::text[], $9::timestamptz[], $10::text[], $11::timestamptz[],
+            $12::int[], $13::bool[], $14::text[], $15::text[], $16::text[], $17::text[])
+     AS u(id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, received_at,
+          decision, last_seen_at, duplicates, flapping, severity, classification, source, receiver)
 ON CONFLICT (id, received_at) DO NOTHING
 """
 
@@ -110,12 +123,12 @@ WHERE e.id = u.id AND e.received_at = u.received_at  -- received_at prunes to th
 _UPSERT_ALERTS = """
 INSERT INTO alerts AS a (fingerprint, labels, annotations, status, starts_at, ends_at, generator_url, since,
                          last_seen_at, last_event_id, flapping, severity, episodes, receiver)
-SELECT b.fingerprint, labels, annotations, status, starts_at, ends_at, generator_url, since, last_seen_at,
+SELECT b.fingerprint, labels::jsonb, annotations::jsonb, status, starts_at, ends_at, generator_url, since, last_seen_at,
        last_event_id, flapping, severity,
        episodes - CASE WHEN resumes IS NULL THEN 0 ELSE
            (SELECT count(*) FROM alerts x WHERE x.fingerprint = b.fingerprint AND x.starts_at = resumes)::int END,
        receiver
-FROM unnest($1::text[], $2::jsonb[], $3::jsonb[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
             $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bool[], $12::text[],
             $13::int[], $14::text[], $15::timestamptz[])
      AS b(fingerprint, labels, annotations, status, starts_at, ends_at, generator_url, since, last_seen_at,
@@ -140,6 +153,7 @@ WHERE sink_offsets.next_offset < excluded.next_offset
 """
 
 
+# JSON goes as text[] and is cast in SQL: a jsonb[] parameter runs the Python codec once per element.
 def _columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:
     return [[r[i] for r in rows] for i in range(width)]
 
