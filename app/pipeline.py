@@ -116,9 +116,8 @@ class Pipeline:
         for partition, offset in batch.next_offsets.items():  # a replay after a restart starts below them
             self._decided[partition] = max(offset, self._decided.get(partition, 0))
         self._pending = batch.overlay
-        self._writing = asyncio.create_task(self._store(batch, events, len(filled)))
+        self._writing = asyncio.create_task(self._store(batch, events, len(filled), started))
         self._batch_end = t
-        metrics.BATCH_SECONDS.observe(t - started)
 
     async def drain(self) -> None:
         """Wait until the batch handed to the writer is stored (or dropped as stale)."""
@@ -126,7 +125,7 @@ class Pipeline:
             await asyncio.shield(self._writing)
             self._writing = None
 
-    async def _store(self, batch: Batch, events: Sequence[faust.types.EventT], size: int) -> None:
+    async def _store(self, batch: Batch, events: Sequence[faust.types.EventT], size: int, started: float) -> None:
         t = time.perf_counter()
         try:
             await self.sink.write(self.settings.topic, batch.outcomes, batch.next_offsets)
@@ -140,14 +139,13 @@ class Pipeline:
         except StaleBatch as exc:
             log.warning("batch dropped: %s (another worker owns these partitions now)", exc)
             self._stored = None
-            self._pending = {}
             _ack(events)
             return
         except BaseException as exc:
-            self._pending = {}
             _batch_failed(self.app, events, exc)
             return
-        self._pending = {}
+        finally:
+            self._pending = {}  # in the table now, or not to be built on
         _ack(events)
         if self._stored is not None:
             for partition, offset in batch.next_offsets.items():
@@ -163,18 +161,20 @@ class Pipeline:
                 sum(o.decision in NEW_ROW for o in batch.outcomes),
             )  # fmt: skip
         metrics.BATCH_SIZE.observe(size)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
     def _timed(self, phase: str, since: float) -> float:
         now = time.perf_counter()
         self._phase[phase].inc(now - since)
         return now
 
-    def decide(self, events: Sequence[faust.types.EventT], stored: Mapping[int, int], partitions: int) -> Batch:
+    def decide(self, events: Sequence[faust.types.EventT], applied: Mapping[int, int], partitions: int) -> Batch:
+        """`applied`: per partition, the next offset whose effect is not stored or being stored yet."""
         batch = Batch()
         for ev in events:
             msg = ev.message
             position = Position(msg.topic, msg.partition, msg.offset, round(msg.timestamp * 1000))
-            replay = msg.offset < stored.get(msg.partition, 0)
+            replay = msg.offset < applied.get(msg.partition, 0)
             batch.next_offsets[msg.partition] = msg.offset + 1
             batch.newest[msg.partition] = position.timestamp_ms  # LogAppendTime: the clock update takes the max
             try:

@@ -1,9 +1,10 @@
-"""Create the ingest and dead-letter topics when absent (the contract's names and partition count)."""
+"""Create the ingest and dead-letter topics when absent (the contract's names and partition count); read their ends."""
 
 from __future__ import annotations
 
 import logging
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -47,3 +48,15 @@ async def ensure_topics(settings: Settings, replication_factor: int = 1) -> dict
         return counts
     finally:
         await admin.close()
+
+
+async def end_offsets(brokers: str, topic: str) -> dict[int, int]:
+    """partition → offset the next message will get."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=brokers, enable_auto_commit=False)  # no group: no join
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        ends = await consumer.end_offsets(tps)
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()

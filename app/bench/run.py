@@ -133,16 +133,10 @@ def stored(db: asyncpg.Pool, topic: str) -> Callable[[], Awaitable[int]]:
 
 async def wait_drained(brokers: str, db: asyncpg.Pool, topic: str, worker: Proc, timeout_s: float = 600) -> None:
     """Until the worker has stored everything on the topic (the backlog a previous phase left)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from app.topics import end_offsets
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=brokers, enable_auto_commit=False)  # no group: no join
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        ends = await consumer.end_offsets(tps) if tps else {}
-    finally:
-        await consumer.stop()
-    await poll(stored(db, topic), sum(ends.values()), "drain", worker, timeout_s)
+    total = sum((await end_offsets(brokers, topic)).values())
+    await poll(stored(db, topic), total, "drain", worker, timeout_s)
 
 
 def sustained_rate(samples: list[tuple[float, int]]) -> float:

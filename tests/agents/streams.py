@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.fingerprint import fingerprint as alertmanager_fingerprint
 from app.settings import ENV_PREFIX, Settings
+from app.topics import end_offsets
 from tests.fixtures import Worker, eventually
 from tests.model import ALERT_COLUMNS, EVENT_COLUMNS, History, Message, Rules, alert_tuples, event_tuples, expected
 
@@ -45,17 +46,6 @@ async def rows(db: asyncpg.Pool, topic: str, *, timing: bool = True) -> list[tup
         f"SELECT {cols} FROM alert_events WHERE id >> 50 = $1 ORDER BY fingerprint, starts_at, status, id", code
     )
     return [tuple(r) for r in result]
-
-
-async def end_offsets(brokers: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=brokers, enable_auto_commit=False)  # no group: no join
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        ends = await consumer.end_offsets(tps)
-        return {tp.partition: offset for tp, offset in ends.items()}
-    finally:
-        await consumer.stop()
 
 
 async def drained(db: asyncpg.Pool, worker: Worker, *, timeout: float = 120) -> None:

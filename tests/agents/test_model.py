@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from app.fingerprint import fingerprint
-from tests.agents.streams import assert_equals_model, drained, end_offsets, read_topic
+from app.topics import end_offsets
+from tests.agents.streams import assert_equals_model, drained, read_topic
 from tests.fixtures import Worker
 
 PAUSE_S = 1.3  # longer than the 1 s dedup window
