@@ -1,0 +1,113 @@
+"""The fetch loop's delivery: in place when it does not wait, through Faust's wait_first when it does."""
+
+from __future__ import annotations
+
+import asyncio
+
+import mode
+import pytest
+from mode.utils.locks import Event
+
+from app.consumer import Consumer, Started
+
+
+class Flow(mode.Service):
+    """What Consumer.deliver uses of a consumer: wait_first, and the flag a rebalance sets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.suspend_flow = Event()
+
+
+async def test_started_continues_where_the_coroutine_paused() -> None:
+    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    steps = []
+
+    async def delivery() -> int:
+        steps.append("before")
+        got = await fut
+        await asyncio.sleep(0)  # a bare yield after resuming
+        steps.append("after")
+        return got + 1
+
+    coro = delivery()
+    pending = coro.send(None)
+    assert pending is fut and steps == ["before"]
+    task = asyncio.ensure_future(Started(coro, pending))
+    await asyncio.sleep(0)
+    assert not task.done()
+    fut.set_result(41)
+    assert await task == 42
+    assert steps == ["before", "after"]
+
+
+async def test_started_propagates_errors_and_cancellation_into_the_coroutine() -> None:
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[int] = loop.create_future()
+
+    async def failing() -> None:
+        await fut
+        raise ValueError("bad message")
+
+    coro = failing()
+    task = asyncio.ensure_future(Started(coro, coro.send(None)))
+    fut.set_result(0)
+    with pytest.raises(ValueError, match="bad message"):
+        await task
+
+    cleaned = []
+    waiting: asyncio.Future[int] = loop.create_future()
+
+    async def cancelled() -> None:
+        try:
+            await waiting
+        finally:
+            cleaned.append(True)
+
+    coro2 = cancelled()
+    task2 = asyncio.ensure_future(Started(coro2, coro2.send(None)))
+    await asyncio.sleep(0)
+    task2.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task2
+    assert cleaned == [True]
+
+
+async def test_deliver_in_place_waiting_and_suspended() -> None:
+    flow = Flow()
+    await flow.start()
+    try:
+        delivered = []
+
+        async def quick() -> None:
+            delivered.append("quick")
+
+        await Consumer.deliver(flow, quick())  # type: ignore[arg-type]
+        assert delivered == ["quick"]
+
+        room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def full_buffer() -> None:
+            await room
+            delivered.append("after room")
+
+        asyncio.get_running_loop().call_later(0.01, room.set_result, None)
+        await Consumer.deliver(flow, full_buffer())  # type: ignore[arg-type]
+        assert delivered == ["quick", "after room"]
+
+        never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        interrupted = []
+
+        async def stuck() -> None:
+            try:
+                await never
+            except asyncio.CancelledError:
+                interrupted.append(True)
+                raise
+
+        asyncio.get_running_loop().call_later(0.01, flow.suspend_flow.set)
+        await asyncio.wait_for(Consumer.deliver(flow, stuck()), 5)  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        assert interrupted == [True]  # a rebalance stops a waiting delivery, as in Faust's loop
+    finally:
+        await flow.stop()
