@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import logging
 import signal
@@ -131,7 +132,7 @@ def create_app(settings: Settings) -> AlertHistoryApp:
     app.pipeline = wire(app, settings, app.resources.sink)
     app.resources.closers.append(app.pipeline.holes.close)
     _schedule_upkeep(app)
-    _install_task_dump(app)
+    _at_start(app)
     from web.routes import register
 
     register(app)
@@ -146,11 +147,22 @@ def _dump_tasks() -> None:
     log.warning("asyncio tasks (SIGUSR1):\n%s", out.getvalue())
 
 
-def _install_task_dump(app: AlertHistoryApp) -> None:
-    async def install() -> None:
+def _at_start(app: AlertHistoryApp) -> None:
+    async def start() -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
+        _tune_gc()
 
-    app.task(install)
+    app.task(start)
+
+
+def _tune_gc() -> None:
+    """A batch's objects (messages, events, rows) outlive a few young collections and are then dropped, so
+    at the default thresholds (700, 10, 10) they kept reaching the oldest generation and triggering full
+    collections: ~3 per second of 40-90 ms each, 14% of the loop's time and the worst of its stalls (seen as
+    webhook latency). Young collections every 50,000 allocations instead, and the objects that exist once
+    the worker has started (modules, the app) frozen out of every collection."""
+    gc.set_threshold(50_000, 10, 10)
+    gc.freeze()
 
 
 def _schedule_upkeep(app: AlertHistoryApp) -> None:
