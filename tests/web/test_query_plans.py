@@ -18,6 +18,7 @@ from app.matchers import parse_filters
 from app.migrate import migrate
 from app.seed import seed_events
 from app.services import Endpoints
+from sinks.postgres import _UPDATE_COUNTERS, _UPSERT_ALERTS, _columns
 from web.queries import HistoryQuery
 
 N_EVENTS = 1_000_000
@@ -100,3 +101,24 @@ async def test_regex_matcher_scans_only_the_days_in_range(plans: asyncpg.Connect
     q = HistoryQuery(matchers=parse_filters(['namespace=~"ns1.*"']), since=NOW - timedelta(hours=24), until=NOW)
     nodes = await explain(plans, *q.sql())
     assert len(scanned_partitions(nodes)) <= 2, scanned_partitions(nodes)
+
+
+async def test_resends_update_rows_in_place(plans: asyncpg.Connection) -> None:
+    """A resend updates its event row (duplicates, last_seen_at) and its alerts row (last_seen_at). Both must
+    be HOT updates (no new index entries), which needs no index on those columns and room in the page."""
+    row = await plans.fetchrow("SELECT tableoid::regclass::text AS part, id, received_at FROM alert_events LIMIT 1")
+    alert = [
+        "fp-hot", '{"alertname": "Hot"}', "{}", "firing", NOW, None, "", NOW, NOW, 1, False, "warning", 1, None, None,
+    ]  # fmt: skip
+    async with plans.transaction():
+        await plans.execute(_UPDATE_COUNTERS, [row["id"]], [5], [NOW + timedelta(seconds=30)], [row["received_at"]])
+        await plans.execute(_UPSERT_ALERTS, *_columns([alert], 15))
+        alert[8] = NOW + timedelta(seconds=30)  # last_seen_at
+        await plans.execute(_UPSERT_ALERTS, *_columns([alert], 15))
+        hot = await plans.fetchval(
+            "SELECT array[pg_stat_get_xact_tuples_hot_updated($1::regclass),"
+            " pg_stat_get_xact_tuples_hot_updated('alerts'::regclass)]",
+            row["part"],
+        )
+        await plans.execute("DELETE FROM alerts WHERE fingerprint = 'fp-hot'")
+    assert hot == [1, 1]
