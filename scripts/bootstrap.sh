@@ -6,8 +6,17 @@ cd "$(dirname "$0")/.."
 KAFKA_VERSION=3.9.1
 CACHE="${ALERT_HISTORY_CACHE:-$HOME/.cache/alert-history}"
 KAFKA_LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
-PYTHON="${PYTHON:-python3.11}"
-command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+# The distribution's CPython where it has one: Debian builds it with PGO and LTO and links libpython
+# statically, and the worker ran 1.3x faster on it than on a plain source build (--enable-shared, no PGO).
+if [ -z "${PYTHON:-}" ]; then
+  for candidate in /usr/bin/python3.11 python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import ensurepip, venv' 2>/dev/null; then
+      PYTHON="$candidate"
+      break
+    fi
+  done
+fi
+PYTHON="$(command -v "${PYTHON:-python3}")"
 
 have_pg() { compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; }
 
@@ -32,10 +41,13 @@ if ((${#missing[@]})); then
   $SUDO systemctl disable --now redis-server postgresql >/dev/null 2>&1 || true
 fi
 
-# 2. Python environment, reinstalled only when pyproject.toml changes.
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+# 2. Python environment, rebuilt only when pyproject.toml or the interpreter changes.
+stamp=".venv/.installed-$( (cat pyproject.toml; echo "$PYTHON") | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "bootstrap: installing Python packages into .venv"
+  echo "bootstrap: installing Python packages into .venv ($PYTHON)"
+  if [ -x .venv/bin/python ] && ! grep -qx "executable = $(readlink -f "$PYTHON")" .venv/pyvenv.cfg 2>/dev/null; then
+    rm -rf .venv  # made by another interpreter
+  fi
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[test]'
