@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from app import metrics
 
@@ -24,34 +23,12 @@ log = logging.getLogger(__name__)
 READ_TIMEOUT_S = 30.0
 
 
-@dataclass(slots=True)
-class FilledMessage:
-    """The fields of a Faust message the pipeline reads, for a record we fetched ourselves."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: float  # seconds, like Faust's
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-
-
-class FilledEvent:
-    """Stands in for a Faust event (the table store files writes under `message.partition`)."""
-
-    __slots__ = ("__weakref__", "message")
-
-    def __init__(self, message: FilledMessage) -> None:
-        self.message = message
-
-
-def find_holes(events: Sequence[Any], stored: Mapping[int, int]) -> dict[int, tuple[int, int]]:
+def find_holes(records: Sequence[ConsumerRecord], stored: Mapping[int, int]) -> dict[int, tuple[int, int]]:
     """partition → (first missing offset, offset delivered instead), for the first hole of each partition."""
     holes: dict[int, tuple[int, int]] = {}
     last: dict[int, int] = {}
-    for ev in events:
-        p, o = ev.message.partition, ev.message.offset
+    for r in records:
+        p, o = r.partition, r.offset
         # A partition PostgreSQL holds nothing of starts at 0: a worker that consumed (and committed in
         # Kafka) part of it but left before storing anything must not make the next owner skip that part.
         want = last[p] + 1 if p in last else stored.get(p, 0)
@@ -67,29 +44,29 @@ class HoleFiller:
         self._topic = topic
         self._consumer: AIOKafkaConsumer | None = None
 
-    async def fill(self, events: Sequence[Any], stored: Mapping[int, int]) -> Sequence[Any]:
-        holes = find_holes(events, stored)
+    async def fill(self, records: Sequence[ConsumerRecord], stored: Mapping[int, int]) -> Sequence[ConsumerRecord]:
+        holes = find_holes(records, stored)
         if not holes:
-            return events
-        filled: dict[int, list[FilledEvent]] = {}
+            return records
+        filled: dict[int, list[ConsumerRecord]] = {}
         for p, (missing, found) in holes.items():
             # Bounded as a whole: a hole we cannot read fails the batch (it stays unacked) rather than hang.
-            records = await asyncio.wait_for(self._read(p, missing, found), READ_TIMEOUT_S)
+            read = await asyncio.wait_for(self._read(p, missing, found), READ_TIMEOUT_S)
             log.warning(
                 "%s[%d]: offsets %d..%d were not delivered by the consumer; read %d of them from Kafka",
-                self._topic, p, missing, found - 1, len(records),
+                self._topic, p, missing, found - 1, len(read),
             )  # fmt: skip
-            metrics.HOLES_FILLED.inc(len(records))
-            filled[p] = records
-        out: list[Any] = []
-        for ev in events:
-            p = ev.message.partition
-            if p in filled and ev.message.offset >= holes[p][1]:
-                out.extend(filled.pop(p))  # in front of the first event after the hole
-            out.append(ev)
+            metrics.HOLES_FILLED.inc(len(read))
+            filled[p] = read
+        out: list[ConsumerRecord] = []
+        for r in records:
+            p = r.partition
+            if p in filled and r.offset >= holes[p][1]:
+                out.extend(filled.pop(p))  # in front of the first record after the hole
+            out.append(r)
         return out
 
-    async def _read(self, partition: int, start: int, end: int) -> list[FilledEvent]:
+    async def _read(self, partition: int, start: int, end: int) -> list[ConsumerRecord]:
         consumer = await self._ensure()
         tp = TopicPartition(self._topic, partition)
         consumer.assign([tp])
@@ -99,15 +76,10 @@ class HoleFiller:
                       self._topic, partition, start, earliest - 1)  # fmt: skip
             start = earliest
         consumer.seek(tp, start)
-        out: list[FilledEvent] = []
+        out: list[ConsumerRecord] = []
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=500)
-            for r in batch.get(tp, []):
-                if r.offset < end:
-                    msg = FilledMessage(
-                        r.topic, r.partition, r.offset, r.timestamp / 1000, r.key, r.value, list(r.headers or ())
-                    )
-                    out.append(FilledEvent(msg))
+            out.extend(r for r in batch.get(tp, []) if r.offset < end)
         return out
 
     async def _ensure(self) -> AIOKafkaConsumer:

@@ -1,29 +1,62 @@
-"""Faust's aiokafka consumer, delivering each fetched message without four asyncio tasks around it.
+"""Faust's aiokafka consumer, delivering the pipeline's topic one fetched chunk at a time.
 
-Faust's fetch loop (`Consumer._drain_messages`) hands every message to the conductor through
-`wait_first(callback(message), suspend_flow.wait())`: it wraps the delivery, the suspend flag and the
-consumer's stopped and crashed flags in four tasks, waits for the first, and cancels the other three. That is
-~19 us of a worker's CPU per message, though delivery almost never waits (it only puts the event on the
-stream's queue). Here the delivery runs first in place; only when it really waits (flow control, a full
-buffer) does it go through `wait_first`, so a rebalance's `suspend_flow` still interrupts it as in Faust.
-The loop is otherwise Faust 0.15's (read offsets, gaps, commit_every); a Faust outside the tested range
-keeps Faust's own loop.
+Faust turns every fetched record into a message and an event and passes each through the conductor,
+the channel's queue, the stream and the ack bookkeeping: tens of microseconds of a worker's CPU per
+record, for a pipeline that decides and stores whole batches anyway. For the topics named in
+`app.chunked_topics` this consumer delivers each partition's records of one fetch (at most
+`CHUNK_RECORDS`) as one message whose value is a `RecordChunk` of aiokafka's records; acking that
+message acks every offset in it. Everything else stays Faust's: the agent consumes the stream, flow
+control and rebalances suspend delivery, offsets are committed from what was acked. Other topics are
+delivered a record at a time as in Faust.
+
+The delivery itself runs in place: Faust's fetch loop wraps each delivery, the suspend flag and the
+consumer's stopped and crashed flags in four asyncio tasks (`wait_first`), though delivery almost never
+waits. Only a delivery that does wait (a full buffer) goes through `wait_first`, so a rebalance's
+`suspend_flow` still interrupts it. A Faust outside the tested range keeps Faust's own loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Coroutine, Generator
+from collections.abc import AsyncIterator, Coroutine, Generator, Sequence
 from typing import Any
 
 import faust
+from aiokafka.structs import ConsumerRecord
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka
+from faust.types import TP, ConsumerMessage, Message
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 log = logging.getLogger(__name__)
 
 TESTED_FAUST = ("0.15.",)
+CHUNK_RECORDS = 500  # a partition's fetch is split into chunks of at most this many records
+
+
+class RecordChunk:
+    """Records of one partition, in offset order, from one fetch: the value of a chunk message."""
+
+    __slots__ = ("records",)
+
+    def __init__(self, records: Sequence[ConsumerRecord]) -> None:
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+class ChunkSchema(faust.Schema):
+    """Key and value of a chunk message as they are: the value is the RecordChunk itself."""
+
+    def loads_key(self, app: Any, message: Message, *, loads: Any = None, serializer: Any = None) -> Any:
+        return message.key
+
+    def loads_value(self, app: Any, message: Message, *, loads: Any = None, serializer: Any = None) -> Any:
+        return message.value
 
 
 class Started:
@@ -53,7 +86,82 @@ class Started:
                     return stop.value
 
 
+def gaps(records: Sequence[ConsumerRecord], after: int | None) -> list[tuple[int, int]]:
+    """Offsets the broker will never deliver (compacted away, transaction markers) before and between
+    these records, as inclusive ranges; `after` is the offset delivered before them."""
+    out: list[tuple[int, int]] = []
+    if after and records[0].offset - after > 1:
+        out.append((after + 1, records[0].offset - 1))
+    if records[-1].offset - records[0].offset + 1 != len(records):  # rare: only then look at each
+        for prev, rec in itertools.pairwise(records):
+            if rec.offset - prev.offset > 1:
+                out.append((prev.offset + 1, rec.offset - 1))
+    return out
+
+
 class Consumer(aiokafka.Consumer):
+    def chunked(self, topic: str) -> bool:
+        return topic in getattr(self.app, "chunked_topics", ())
+
+    def ack(self, message: Message) -> bool:
+        """Faust's ack; for a chunk, every offset in it (as Faust would ack each record's message)."""
+        chunk = message.value
+        if type(chunk) is not RecordChunk:
+            return super().ack(message)
+        with ack_lock:
+            if message.acked:
+                return False
+            message.acked = True
+            tp = message.tp
+            try:
+                committed = self._committed_offset[tp]
+                acked_index = self._acked_index[tp]
+                offsets = [
+                    r.offset
+                    for r in chunk.records
+                    if (committed is None or r.offset >= committed) and r.offset not in acked_index
+                ]
+                self._unacked_messages.discard(message)
+                acked_index.update(offsets)
+                self._acked[tp].extend(offsets)
+                self._n_acked += len(offsets)
+                return bool(offsets)
+            finally:
+                notify(self._waiting_for_ack)
+
+    def _to_chunk(self, tp: TP, records: Sequence[ConsumerRecord]) -> Message:
+        last = records[-1]
+        return ConsumerMessage(
+            last.topic, last.partition, last.offset, last.timestamp / 1000.0, last.timestamp_type,
+            None, None, RecordChunk(records), None, 0, 0, tp, generation_id=self.app.consumer_generation_id,
+        )  # fmt: skip
+
+    async def fetched(self, wait_s: float) -> AsyncIterator[tuple[TP, Message]]:
+        """Faust's getmany, with chunk messages for the chunked topics."""
+        records, active = await self._wait_next_records(wait_s)
+        generation = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            try:
+                await self.perform_seek()  # as Faust does: back to the committed offsets
+            except Exception as exc:
+                log.warning("seek while flow not active failed: %r", exc)
+            return
+        to_message = self._to_message
+        for tp, tp_records in records.items():
+            if not self.flow_active or self.app.consumer_generation_id != generation:
+                break  # a rebalance began: what is left is fetched again after it
+            if active is not None and tp not in active and tp not in self._buffered_partitions:
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            if self.chunked(tp.topic):
+                for i in range(0, len(tp_records), CHUNK_RECORDS):
+                    yield tp, self._to_chunk(tp, tp_records[i : i + CHUNK_RECORDS])
+            else:
+                for record in tp_records:
+                    yield tp, to_message(tp, record)
+
     async def deliver(self, delivery: Coroutine[Any, Any, Any]) -> None:
         try:
             pending = delivery.send(None)
@@ -76,26 +184,37 @@ class Consumer(aiokafka.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
-                fetched = self.getmany(timeout=1.0)
-                await asyncio.sleep(0)  # getmany can return at once in a loop: let others run
+                fetched = self.fetched(wait_s=1.0)
+                await asyncio.sleep(0)  # a fetch can return at once in a loop: let others run
                 if self.should_stop:
                     break
                 async for tp, message in fetched:
-                    since_yield += 1
+                    read = get_read_offset(tp)
+                    chunk = message.value
+                    if type(chunk) is RecordChunk:
+                        if read is not None and chunk.records[0].offset < read:  # a seek back: drop what was read
+                            chunk.records = [r for r in chunk.records if r.offset >= read]
+                            if not chunk.records:
+                                continue
+                        holes = gaps(chunk.records, read) if acks_enabled_for(message.topic) else ()
+                        since_yield += len(chunk.records)
+                    else:
+                        if read is not None and message.offset < read:
+                            continue  # already delivered (a seek back during a rebalance)
+                        holes = [(read + 1, message.offset)] if read and message.offset - read > 1 else []
+                        if not acks_enabled_for(message.topic):
+                            holes = []
+                        since_yield += 1
+                    for start, end in holes:
+                        await self._add_gap(tp, start, end)
                     if since_yield > 100:
                         await asyncio.sleep(0)
                         since_yield = 0
-                    offset = message.offset
-                    read = get_read_offset(tp)
-                    if read is not None and offset < read:
-                        continue  # already delivered (a seek back during a rebalance)
-                    if read and offset - read > 1 and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, read + 1, offset)  # compacted or transaction markers
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
                     await self.deliver(callback(message))
-                    set_read_offset(tp, offset)
+                    set_read_offset(tp, message.offset)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:

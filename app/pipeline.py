@@ -22,10 +22,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import faust
+from aiokafka.structs import ConsumerRecord
 
 from agents import dedup, enrich, ingest, state
 from agents.holes import HoleFiller
 from app import metrics
+from app.consumer import ChunkSchema, RecordChunk
 from app.produce import OutMessage, produce_all
 from app.records import NEW_ROW, AlertEvent, Decision, FingerprintState, Outcome, Position
 from app.settings import Settings
@@ -36,7 +38,9 @@ from tables.fingerprint_state import FingerprintStates
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 2000
+# A batch is at most this many chunks (one partition's records of one fetch, CHUNK_RECORDS at most): small
+# when the topic is quiet, 4,000 records when there is a backlog.
+BATCH_CHUNKS = 8
 BATCH_WITHIN_S = 0.05
 DECIDE_SLICE = 200
 # How far the broker's clock (LogAppendTime) may lag this worker's: expiry by the wall clock keeps this margin.
@@ -93,8 +97,11 @@ class Pipeline:
         started = t = time.perf_counter()
         if self._batch_end is not None:
             self._phase["wait"].inc(started - self._batch_end)
+        records: list[ConsumerRecord] = []
         for ev in events:
             ev.message.incref()  # held past take_events' ack, until the writer has stored the batch
+            chunk: RecordChunk = ev.value
+            records.extend(chunk.records)
         if self._topic_code is None:
             self._topic_code = await self.sink.topic_code(self.settings.topic)
         while True:
@@ -102,7 +109,7 @@ class Pipeline:
                 await self.drain()
                 self._stored = await self.sink.committed_offsets(self.settings.topic)
                 self._decided = dict(self._stored)
-            filled = await self.holes.fill(events, self._decided)
+            filled = await self.holes.fill(records, self._decided)
             t = self._timed("holes", t)
             batch = await self.decide(filled, self._decided, self._partition_count())
             t = self._timed("decide", t)
@@ -169,16 +176,15 @@ class Pipeline:
         self._phase[phase].inc(now - since)
         return now
 
-    async def decide(self, events: Sequence[faust.types.EventT], applied: Mapping[int, int], partitions: int) -> Batch:
+    async def decide(self, records: Sequence[ConsumerRecord], applied: Mapping[int, int], partitions: int) -> Batch:
         """`applied`: per partition, the next offset whose effect is not stored or being stored yet."""
         batch = Batch()
-        for i, ev in enumerate(events):
+        for i, msg in enumerate(records):
             if i % DECIDE_SLICE == DECIDE_SLICE - 1:
                 # Let the writer's PostgreSQL and Kafka replies in: a whole batch is tens of ms of CPU.
                 # Its overlay stays consulted until its states are in RocksDB, so what we read is the same.
                 await asyncio.sleep(0)
-            msg = ev.message
-            position = Position(msg.topic, msg.partition, msg.offset, round(msg.timestamp * 1000))
+            position = Position(msg.topic, msg.partition, msg.offset, msg.timestamp)
             replay = msg.offset < applied.get(msg.partition, 0)
             batch.next_offsets[msg.partition] = msg.offset + 1
             batch.newest[msg.partition] = position.timestamp_ms  # LogAppendTime: the clock update takes the max
@@ -221,7 +227,7 @@ class Pipeline:
             )
         )
 
-    def _dead_letter(self, msg: faust.types.Message, reason: str) -> OutMessage:
+    def _dead_letter(self, msg: ConsumerRecord, reason: str) -> OutMessage:
         metrics.DEAD_LETTERS.inc()
         log.warning(
             "message %s/%s to dead-letter topic: %s",
@@ -236,7 +242,7 @@ class Pipeline:
         )
         return OutMessage(self.settings.dlq_topic, msg.key, msg.value or b"", None, headers)
 
-    def _rekeyed(self, msg: faust.types.Message, event: AlertEvent) -> OutMessage:
+    def _rekeyed(self, msg: ConsumerRecord, event: AlertEvent) -> OutMessage:
         metrics.REKEYED.inc()
         origin = f"{msg.partition}/{msg.offset}"
         headers = ((ingest.ORIGIN_HEADER, origin.encode()),)
@@ -317,19 +323,14 @@ def _batch_failed(app: faust.App, events: Sequence[faust.types.EventT], exc: Bas
 def wire(app: faust.App, settings: Settings, sink: Sink) -> Pipeline:
     """Register the table, the agent and the expiry timer on `app`."""
     pipeline = Pipeline(app, settings, fingerprint_state.define(app, settings), sink)
-    topic = app.topic(
-        settings.topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-    )
+    # Delivered a fetched chunk of records per event (app/consumer.py): the pipeline works in batches.
+    app.chunked_topics = app.chunked_topics | {settings.topic}  # type: ignore[attr-defined]
+    topic = app.topic(settings.topic, schema=ChunkSchema(), partitions=settings.partitions)
 
     @app.agent(topic, name="alert-history-pipeline")
     async def run(stream: faust.Stream) -> None:
         # Messages are acked by the writer once stored, never by take_events (process holds a reference).
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for events in stream.take_events(BATCH_CHUNKS, within=BATCH_WITHIN_S):
             try:
                 await pipeline.process(events)
             except asyncio.CancelledError:

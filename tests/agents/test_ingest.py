@@ -67,12 +67,12 @@ def test_owner_partition_is_kafkas_murmur2() -> None:
 
 
 def test_holes_are_found_against_stored_offsets_and_between_messages() -> None:
-    from types import SimpleNamespace
+    from aiokafka.structs import ConsumerRecord
 
     from agents.holes import find_holes
 
-    def ev(p: int, o: int) -> SimpleNamespace:
-        return SimpleNamespace(message=SimpleNamespace(partition=p, offset=o))
+    def ev(p: int, o: int) -> ConsumerRecord:
+        return ConsumerRecord("alerts", p, o, 0, 1, None, b"{}", None, 0, 2, ())
 
     # p0 follows on from PostgreSQL's 10; p1 starts past its 5; p2 skips 21; p3 is unknown to PostgreSQL,
     # so it must start at 0 (a worker that left before storing anything may have committed it in Kafka).

@@ -1,4 +1,5 @@
-"""The fetch loop's delivery: in place when it does not wait, through Faust's wait_first when it does."""
+"""The fetch loop's delivery (in place when it does not wait, through Faust's wait_first when it does), gaps, and
+the ack of a chunk of records."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import asyncio
 
 import mode
 import pytest
+from aiokafka.structs import ConsumerRecord
+from faust.types import TP, ConsumerMessage
 from mode.utils.locks import Event
 
-from app.consumer import Consumer, Started
+from app.consumer import Consumer, RecordChunk, Started, gaps
 
 
 class Flow(mode.Service):
@@ -111,3 +114,47 @@ async def test_deliver_in_place_waiting_and_suspended() -> None:
         assert interrupted == [True]  # a rebalance stops a waiting delivery, as in Faust's loop
     finally:
         await flow.stop()
+
+
+def _records(*offsets: int) -> list[ConsumerRecord]:
+    return [ConsumerRecord("alerts", 0, o, 1_000 + o, 1, None, b"{}", None, 0, 2, ()) for o in offsets]
+
+
+def test_gaps_before_and_inside_a_chunk() -> None:
+    assert gaps(_records(5, 6, 7), after=4) == []
+    assert gaps(_records(5, 6, 7), after=None) == []  # nothing delivered before: no gap to mark
+    assert gaps(_records(8, 9), after=4) == [(5, 7)]
+    assert gaps(_records(5, 7, 8, 12), after=4) == [(6, 6), (9, 11)]
+
+
+class Acks:
+    """The ack bookkeeping of a Faust consumer, which Consumer.ack updates for a whole chunk."""
+
+    def __init__(self, committed: int | None) -> None:
+        tp = TP("alerts", 0)
+        self._committed_offset = {tp: committed}
+        self._acked_index: dict[TP, set[int]] = {tp: set()}
+        self._acked: dict[TP, list[int]] = {tp: []}
+        self._unacked_messages: set[object] = set()
+        self._n_acked = 0
+        self._waiting_for_ack = None
+
+
+def _chunk_message(records: list[ConsumerRecord]) -> ConsumerMessage:
+    last = records[-1]
+    return ConsumerMessage(
+        "alerts", 0, last.offset, last.timestamp / 1000, 1, None, None, RecordChunk(records), None, 0, 0,
+        TP("alerts", 0),
+    )  # fmt: skip
+
+
+def test_acking_a_chunk_acks_each_of_its_offsets_once() -> None:
+    acks = Acks(committed=3)
+    message = _chunk_message(_records(2, 3, 4, 6))  # 2 is below the committed offset
+    acks._unacked_messages.add(message)
+    assert Consumer.ack(acks, message) is True  # type: ignore[arg-type]
+    tp = TP("alerts", 0)
+    assert acks._acked[tp] == [3, 4, 6] and acks._acked_index[tp] == {3, 4, 6}
+    assert acks._n_acked == 3 and message not in acks._unacked_messages
+    assert Consumer.ack(acks, message) is False  # type: ignore[arg-type]
+    assert acks._acked[tp] == [3, 4, 6] and acks._n_acked == 3
