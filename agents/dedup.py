@@ -6,7 +6,7 @@ same messages takes the same decisions: that is what makes recovery deterministi
 
 from __future__ import annotations
 
-from app.records import AlertEvent, Decision, FingerprintState
+from app.records import AlertEvent, Decision, FingerprintState, Position
 
 
 def decide(state: FingerprintState | None, event: AlertEvent, *, window_ms: int) -> Decision:
@@ -25,6 +25,16 @@ def decide(state: FingerprintState | None, event: AlertEvent, *, window_ms: int)
         # Same episode: firing → resolved moves on; a firing copy overtaken by its own resolve
         # (HA pairs race, producers retry) must not reopen the episode.
         return Decision.TRANSITION if state.status == "firing" else Decision.LATE
+    return Decision.DUPLICATE
+
+
+def decide_resend(state: FingerprintState, position: Position, *, window_ms: int) -> Decision:
+    """`decide` for a message byte-identical to the one the state last applied (its value_hash): the same
+    status and startsAt as the state, no origin. FIRST_SEEN means the event must be decoded after all."""
+    if position.offset <= state.offset:
+        return Decision.REPLAYED
+    if position.timestamp_ms - state.last_seen_ms > window_ms:
+        return Decision.FIRST_SEEN
     return Decision.DUPLICATE
 
 

@@ -3,6 +3,9 @@
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter("alert_history_events_total", "Alert messages processed, by dedup decision", ["decision"])
+RESENDS = Counter(
+    "alert_history_resends_total", "Duplicates decided from their digest, not decoded (byte-identical resends)"
+)
 DEAD_LETTERS = Counter("alert_history_dead_letters_total", "Messages sent to the dead-letter topic")
 REKEYED = Counter("alert_history_rekeyed_total", "Messages re-keyed to the partition of their fingerprint")
 BATCH_SECONDS = Histogram(

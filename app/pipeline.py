@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 # when the topic is quiet, 4,000 records when there is a backlog.
 BATCH_CHUNKS = 8
 BATCH_WITHIN_S = 0.05
-DECIDE_SLICE = 200
+DECIDE_SLICE = 50
 # How far the broker's clock (LogAppendTime) may lag this worker's: expiry by the wall clock keeps this margin.
 CLOCK_SKEW_MS = 60_000
 EXPIRE_CHUNK = 10_000
@@ -57,10 +57,12 @@ class Batch:
     outcomes: list[Outcome] = field(default_factory=list)
     out: list[OutMessage] = field(default_factory=list)  # dead letters and re-keyed copies
     overlay: dict[str, FingerprintState | None] = field(default_factory=dict)
-    partition: dict[str, int] = field(default_factory=dict)  # of each fingerprint in the overlay
+    partition: dict[str, int] = field(default_factory=dict)  # of each fingerprint looked up
+    looked_up: dict[str, FingerprintState | None] = field(default_factory=dict)  # states read, not yet advanced
     next_offsets: dict[int, int] = field(default_factory=dict)
     newest: dict[int, int] = field(default_factory=dict)  # partition → newest message time
     decisions: Counter[Decision] = field(default_factory=Counter)
+    resends: int = 0  # decided from their digest, not decoded
 
 
 class Pipeline:
@@ -162,6 +164,7 @@ class Pipeline:
             self.clock[partition] = max(ts, self.clock.get(partition, 0))
         for decision, n in batch.decisions.items():
             metrics.EVENTS.labels(decision.value).inc(n)
+        metrics.RESENDS.inc(batch.resends)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "batch of %d stored: next offsets %s, decisions %s, %d new rows",
@@ -188,6 +191,8 @@ class Pipeline:
             replay = msg.offset < applied.get(msg.partition, 0)
             batch.next_offsets[msg.partition] = msg.offset + 1
             batch.newest[msg.partition] = position.timestamp_ms  # LogAppendTime: the clock update takes the max
+            if msg.key and not msg.headers and self._resend(batch, msg, position, replay, partitions):
+                continue
             try:
                 event = ingest.decode(msg.value, position, msg.headers)
             except ingest.Rejected as exc:
@@ -201,13 +206,43 @@ class Pipeline:
             self._apply(batch, event, replay)
         return batch
 
+    def _state(self, batch: Batch, fingerprint: str, partition: int) -> FingerprintState | None:
+        """The fingerprint's state as this batch has it: its overlay, the batch being written, then RocksDB."""
+        if fingerprint in batch.overlay:
+            return batch.overlay[fingerprint]
+        if fingerprint not in batch.looked_up:
+            pending = self._pending
+            found = pending[fingerprint] if fingerprint in pending else self.states.get(fingerprint, partition)
+            batch.looked_up[fingerprint] = found
+            batch.partition[fingerprint] = partition
+        return batch.looked_up[fingerprint]
+
+    def _resend(self, batch: Batch, msg: ConsumerRecord, position: Position, replay: bool, partitions: int) -> bool:
+        """Decide a message byte-identical to the one its fingerprint's state last applied, without decoding it
+        (most of the stream: Alertmanager's repeat_interval resends and HA copies). False: decode it."""
+        try:
+            fp = msg.key.decode("ascii")
+        except UnicodeDecodeError:
+            return False
+        if ingest.owner_partition(fp, partitions) != msg.partition:
+            return False
+        prev = self._state(batch, fp, msg.partition)
+        if prev is None or prev.value_hash is None or prev.value_hash != ingest.value_hash(msg.value or b""):
+            return False
+        decision = dedup.decide_resend(prev, position, window_ms=self.window_ms)
+        if decision is Decision.FIRST_SEEN:
+            return False  # silent for a whole window: a new row, which needs the decoded event
+        new = prev if decision is Decision.REPLAYED else state.resent(prev, position)
+        batch.overlay[fp] = new
+        batch.decisions[decision] += 1
+        batch.resends += 1
+        if not replay and decision is Decision.DUPLICATE:
+            batch.outcomes.append(Outcome(fp, position, decision, new))
+        return True
+
     def _apply(self, batch: Batch, event: AlertEvent, replay: bool) -> None:
         fp = event.fingerprint
-        if fp in batch.overlay:
-            prev = batch.overlay[fp]
-        else:
-            prev = self._pending[fp] if fp in self._pending else self.states.get(fp, event.position.partition)
-            batch.partition[fp] = event.position.partition
+        prev = self._state(batch, fp, event.position.partition)
         decision = dedup.decide(prev, event, window_ms=self.window_ms)
         new = state.advance(prev, event, decision, self.flap, self._topic_code or 0)
         batch.overlay[fp] = new
@@ -216,9 +251,11 @@ class Pipeline:
             return
         batch.outcomes.append(
             Outcome(
-                event=event,
+                fingerprint=fp,
+                position=event.position,
                 decision=decision,
                 state=new,
+                event=event,
                 # Without a state to compare with (first sighting, or state expired) the sink asks the alerts row.
                 opens_episode=None if prev is None else decision in NEW_ROW and event.starts_at_ms != prev.starts_at_ms,
                 severity=enrich.severity(event),

@@ -35,6 +35,9 @@ class AlertEvent:
     receiver: str | None
     position: Position
     origin: str | None = None  # "partition/offset" of the message this was re-keyed from
+    # Digest of the message's bytes when they alone decide the event (status and startsAt given, no origin):
+    # a byte-identical message later is then the same event again.
+    value_hash: str | None = None
 
     @property
     def seen_ms(self) -> int:
@@ -73,15 +76,22 @@ class FingerprintState:
     flapping: bool
     offset: int  # last message offset applied to this state (its partition is fixed by the key)
     origins: list[str] = field(default_factory=list)  # recent re-keyed origins, to drop a re-key produced twice
+    # value_hash of the message whose content the alerts row holds (the last new row or duplicate): a message
+    # with the same digest is a resend of it and is decided without being decoded.
+    value_hash: str | None = None
 
 
 @dataclass(slots=True)
 class Outcome:
     """One event after dedup, state and enrichment: what the sink must make true in PostgreSQL."""
 
-    event: AlertEvent
+    fingerprint: str
+    position: Position
     decision: Decision
     state: FingerprintState | None
+    # None for a resend: byte-identical to the message the state last applied, so not decoded; only the
+    # counters of its row and the alert's last sighting change.
+    event: AlertEvent | None = None
     # A new startsAt for this fingerprint (alerts.episodes counts these); None: no state left to tell.
     opens_episode: bool | None = False
     severity: str = "none"

@@ -43,11 +43,13 @@ class BatchRows:
     inserts: dict[int, list[object]] = field(default_factory=dict)
     counters: dict[int, tuple[int, datetime, datetime]] = field(default_factory=dict)  # id → dups, seen, received
     alerts: dict[str, list[object]] = field(default_factory=dict)
+    touches: dict[str, datetime] = field(default_factory=dict)  # fingerprint → last seen, for resends only
 
     @classmethod
     def build(cls, outcomes: Sequence[Outcome]) -> BatchRows:
         rows = cls()
-        last: dict[str, Outcome] = {}  # the alerts row is the last event's, built once per fingerprint
+        final: dict[str, FingerprintState] = {}  # each fingerprint's state after the batch
+        content: dict[str, Outcome] = {}  # its last decoded event: what the alerts row holds
         episodes: dict[str, int] = {}
         resumes: dict[str, datetime | None] = {}
         for o in outcomes:
@@ -60,18 +62,24 @@ class BatchRows:
                 rows.inserts[st.event_id][10:12] = [_ts(st.last_seen_ms), st.duplicates]
             else:
                 rows.counters[st.event_id] = (st.duplicates, _ts(st.last_seen_ms), _ts(st.received_ms))
-            fp = o.event.fingerprint
+            fp = o.fingerprint
             opens = o.opens_episode is not False
-            if fp in last:
+            if fp in final:
                 episodes[fp] += opens
             else:
                 episodes[fp] = opens
                 # No state to compare with (the alert is new, or its state expired): counted as an episode
                 # here, and the upsert takes it back if the alerts row already holds that startsAt.
                 resumes[fp] = _ts(st.starts_at_ms) if o.opens_episode is None else None
-            last[fp] = o
-        for fp, o in last.items():
-            rows.alerts[fp] = [*_alert_row(o, o.state, episodes=episodes[fp]), resumes[fp]]  # type: ignore[arg-type]
+            final[fp] = st
+            if o.event is not None:
+                content[fp] = o
+        for fp, st in final.items():
+            o = content.get(fp)
+            if o is None:  # only resends of what the row holds: it was last seen now, nothing else changed
+                rows.touches[fp] = _ts(st.last_seen_ms)
+            else:  # resends after a decoded event in this batch repeat its bytes: its content, the final state
+                rows.alerts[fp] = [*_alert_row(o, st, episodes=episodes[fp]), resumes[fp]]
         return rows
 
     def days(self) -> set[date]:
@@ -81,6 +89,7 @@ class BatchRows:
 
 def _event_row(o: Outcome, st: FingerprintState) -> list[object]:
     e = o.event
+    assert e is not None, "a new row is always a decoded event"
     return [
         st.event_id, e.fingerprint, e.status, _json(e.labels), _json(e.annotations), e.starts_at,
         e.ends_at, e.generator_url, _ts(st.received_ms), o.decision.value, _ts(st.last_seen_ms),
@@ -90,6 +99,7 @@ def _event_row(o: Outcome, st: FingerprintState) -> list[object]:
 
 def _alert_row(o: Outcome, st: FingerprintState, *, episodes: int) -> list[object]:
     e = o.event
+    assert e is not None
     return [
         e.fingerprint, _json(e.labels), _json(e.annotations), st.status, _ts(st.starts_at_ms), e.ends_at,
         e.generator_url, _ts(st.received_ms), _ts(st.last_seen_ms), st.event_id, st.flapping, o.severity,
@@ -139,6 +149,13 @@ ON CONFLICT (fingerprint) DO UPDATE SET
     since = excluded.since, last_seen_at = excluded.last_seen_at, last_event_id = excluded.last_event_id,
     flapping = excluded.flapping, severity = excluded.severity, receiver = excluded.receiver,
     episodes = a.episodes + excluded.episodes
+"""
+
+# A resend changes nothing of its alert but when it was last seen (a HOT update: no index covers it).
+_TOUCH_ALERTS = """
+UPDATE alerts AS a SET last_seen_at = u.last_seen_at
+FROM unnest($1::text[], $2::timestamptz[]) AS u(fingerprint, last_seen_at)
+WHERE a.fingerprint = u.fingerprint
 """
 
 _LOCK_OFFSETS = """
@@ -224,7 +241,7 @@ class PostgresSink:
         days = rows.days()
         first = {}
         for o in outcomes:
-            first.setdefault(o.event.position.partition, o.event.position.offset)
+            first.setdefault(o.position.partition, o.position.offset)
 
         async def attempt() -> None:
             await self.ensure_partitions(days)
@@ -257,4 +274,6 @@ class PostgresSink:
                 await conn.execute(_UPDATE_COUNTERS, *_columns([(i, *c) for i, c in rows.counters.items()], 4))
             if rows.alerts:
                 await conn.execute(_UPSERT_ALERTS, *_columns(list(rows.alerts.values()), 15))
+            if rows.touches:
+                await conn.execute(_TOUCH_ALERTS, list(rows.touches), list(rows.touches.values()))
             await conn.execute(_UPSERT_OFFSETS, topic, parts, [next_offsets[p] for p in parts])

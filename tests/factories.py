@@ -26,6 +26,7 @@ def event(
     annotations: dict[str, str] | None = None,
     origin: str | None = None,
     ends: float | None = None,
+    value_hash: str | None = None,
 ) -> AlertEvent:
     """An event whose startsAt and message time are given in seconds after T0."""
     return AlertEvent(
@@ -40,4 +41,5 @@ def event(
         receiver=None,
         position=Position("alerts", partition, offset, T0_MS + int(seen * 1000)),
         origin=origin,
+        value_hash=value_hash,
     )

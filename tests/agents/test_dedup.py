@@ -1,9 +1,11 @@
 """The dedup decision as a table: (what the state holds, what arrives) → named decision."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from agents.dedup import decide
-from agents.state import FlapRule, advance
+from agents.dedup import decide, decide_resend
+from agents.state import FlapRule, advance, resent
 from app.records import Decision
 from tests.factories import T0_MS, event
 
@@ -106,3 +108,35 @@ def test_replayed_event_leaves_state_unchanged() -> None:
     st = state_after(event(offset=1), event(offset=2, seen=10))
     again = advance(st, event(offset=2, seen=10), Decision.REPLAYED, FLAP)
     assert again == st
+
+
+# (status, startsAt s, seconds since the previous message): the bytes of a message are its status and startsAt.
+sightings = st.lists(
+    st.tuples(st.sampled_from(["firing", "resolved"]), st.sampled_from([0, 100, 200]), st.integers(0, 4000)),
+    min_size=1,
+    max_size=12,
+)
+
+
+@given(history=sightings, delay=st.integers(0, 4000))
+def test_a_resend_is_decided_without_decoding_as_decoded(history, delay) -> None:  # type: ignore[no-untyped-def]
+    """The pipeline decides a message byte-identical to the one the state last applied (same value_hash) with
+    decide_resend and resent, never decoding it: that must be exactly what decide and advance make of it."""
+    st_, seen = None, 0
+    for offset, (status, starts, gap) in enumerate(history, 1):
+        seen += gap
+        e = event(status=status, starts=starts, offset=offset, seen=seen, value_hash=f"{status}|{starts}")
+        st_ = advance(st_, e, decide(st_, e, window_ms=WINDOW_MS), FLAP)
+    assert st_ is not None and st_.value_hash is not None
+    status, starts = st_.value_hash.split("|")
+    again = event(status=status, starts=int(starts), offset=len(history) + 1, seen=seen + delay,
+                  value_hash=st_.value_hash)  # fmt: skip
+    decided = decide(st_, again, window_ms=WINDOW_MS)
+    assert decide_resend(st_, again.position, window_ms=WINDOW_MS) is decided
+    if decided is Decision.DUPLICATE:
+        assert resent(st_, again.position) == advance(st_, again, decided, FLAP)
+
+
+def test_late_events_keep_the_digest_of_what_the_alerts_row_holds() -> None:
+    st_ = state_after(event(status="resolved", offset=1, value_hash="r"), event(offset=2, seen=1, value_hash="f"))
+    assert st_ is not None and st_.status == "resolved" and st_.value_hash == "r"  # the firing copy was late

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -78,6 +79,34 @@ async def test_poison_goes_to_dlq_with_reason_and_the_worker_goes_on(worker: Wor
     assert "startsAt" in reasons[orjson.dumps({"labels": {"a": "b"}, "startsAt": 12})]
 
 
+async def test_resends_are_counted_without_being_decoded(worker: Worker, db, http) -> None:  # type: ignore[no-untyped-def]
+    async def resends() -> float:
+        async with http.get(f"{worker.url}/metrics") as r:
+            line = next(x for x in (await r.text()).splitlines() if x.startswith("alert_history_resends_total "))
+        return float(line.split()[1])
+
+    run = unique()
+    labels = {"alertname": "Resent", "run": run}
+    body = orjson.dumps({"labels": labels, "status": "firing", "startsAt": "2026-11-24T10:00:00Z"})
+    # Its status derives from endsAt and the message time: each copy must be decoded again.
+    derived = orjson.dumps({"labels": {**labels, "d": "1"}, "startsAt": "2026-11-24T10:00:00Z"})
+    before = await resends()
+    keyed = [(fingerprint(labels).encode(), body)] * 4 + [(fingerprint({**labels, "d": "1"}).encode(), derived)] * 3
+    await streams.produce(worker, keyed)
+
+    async def counted() -> bool:
+        got = await db.fetch("SELECT duplicates FROM alert_events WHERE labels->>'run' = $1 ORDER BY duplicates", run)
+        return [r["duplicates"] for r in got] == [2, 3]
+
+    await eventually(counted, what="both rows with their duplicates")
+    # Counted once the batch is stored, a moment after its rows are visible.
+    await eventually(lambda: _equal(resends(), before + 3), what="3 resends counted")
+    # The alert's last sighting is the last resend's, as on its event row.
+    fp = fingerprint(labels)
+    seen = await db.fetchval("SELECT last_seen_at FROM alerts WHERE fingerprint = $1", fp)
+    assert seen == await db.fetchval("SELECT last_seen_at FROM alert_events WHERE fingerprint = $1", fp)
+
+
 async def test_restart_loses_nothing_acknowledged(make_worker, db) -> None:  # type: ignore[no-untyped-def]
     first = make_worker()
     await first.wait_ready()
@@ -96,6 +125,12 @@ async def test_restart_loses_nothing_acknowledged(make_worker, db) -> None:  # t
         raise AssertionError(f"{exc}; rows: {await count(db, run)}\n{logs}") from None
     dup = await db.fetchval("SELECT count(*) FROM alert_events WHERE labels->>'run' = $1 AND duplicates > 0", run)
     assert dup == 0
+
+
+async def _equal(value: Awaitable[float], want: float) -> bool:
+    got = await value
+    assert got <= want, f"{got} counted, {want} expected"
+    return got == want
 
 
 async def _exactly(db, run: str, n: int) -> bool:  # type: ignore[no-untyped-def]

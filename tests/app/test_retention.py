@@ -69,7 +69,8 @@ async def test_the_sink_recreates_a_day_dropped_behind_its_back(endpoints: Endpo
         day = T0.date()
         await sink.ensure_partitions({day})  # now cached as existing...
         await sink.pool.execute(f'DROP TABLE IF EXISTS "alert_events_{day:%Y%m%d}"')  # ...and dropped
-        await sink.write(topic, [Outcome(ev, decision, st, severity="none", classification="other")], {0: 1})
+        outcome = Outcome(ev.fingerprint, ev.position, decision, st, ev, severity="none", classification="other")
+        await sink.write(topic, [outcome], {0: 1})
         assert await sink.pool.fetchval("SELECT count(*) FROM alert_events WHERE id = $1", st.event_id) == 1
     finally:
         await sink.close()
