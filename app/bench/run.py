@@ -169,36 +169,32 @@ async def produce(
 
 
 async def webhook_load(
-    url: str, run: str, alerts: int, concurrency: int, db: asyncpg.Pool, rate: float | None = None
+    url: str, stream: Iterator[bytes], alerts: int, concurrency: int, db: asyncpg.Pool, rate: float | None = None
 ) -> dict[str, Any]:
-    """Batches of 50 from `concurrency` clients (as fast as they go, or paced to `rate` alerts/s in all);
-    meanwhile probes time 2xx → visible in /history."""
+    """`alerts` of the stream (alert objects) in webhook bodies of 50 from `concurrency` clients, as fast as
+    they go or paced to `rate` alerts/s in all; meanwhile probes time 2xx → visible in /history."""
     latencies: list[float] = []
     freshness: list[float] = []
     sent = 0
     done = asyncio.Event()
+    headers = {"Content-Type": "application/json"}
 
-    async def client(session: aiohttp.ClientSession, c: int) -> None:
+    async def client(session: aiohttp.ClientSession) -> None:
         nonlocal sent
-        i = c
         interval = concurrency * 50 / rate if rate else 0.0  # seconds between one client's batches
         next_at = time.perf_counter()
         while sent < alerts:
             if interval:
                 next_at += interval
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-            batch = []
-            for j in range(50):
-                labels = alert_labels((i * 50 + j) % 50_000, run)
-                batch.append({"labels": labels, "annotations": {}, "startsAt": _now(), "endsAt": "0001-01-01T00:00:00Z",
-                              "status": "firing", "fingerprint": fingerprint(labels)})  # fmt: skip
-            sent += 50
+            batch = list(itertools.islice(stream, min(50, alerts - sent)))
+            sent += len(batch)
+            body = b'{"version":"4","status":"firing","receiver":"bench","alerts":[' + b",".join(batch) + b"]}"
             t = time.perf_counter()
-            async with session.post(f"{url}/webhook", json={"version": "4", "alerts": batch}) as r:
+            async with session.post(f"{url}/webhook", data=body, headers=headers) as r:
                 if r.status != 202:
                     raise SystemExit(f"bench: webhook answered {r.status}: {await r.text()}")
             latencies.append((time.perf_counter() - t) * 1000)
-            i += concurrency
 
     async def prober(session: aiohttp.ClientSession) -> None:
         while not done.is_set():
@@ -228,7 +224,7 @@ async def webhook_load(
                     await asyncio.sleep(0.2)
 
             ticker = asyncio.create_task(progress())
-            await asyncio.gather(*(client(session, c) for c in range(concurrency)))
+            await asyncio.gather(*(client(session) for _ in range(concurrency)))
             elapsed = time.perf_counter() - started
             await asyncio.sleep(2)  # let the last probes land
             done.set()
@@ -259,27 +255,45 @@ async def timed_gets(url: str, params: list[dict[str, str]]) -> list[float]:
     return out
 
 
+@dataclass
+class Run:
+    """What the phases share: the services, one worker and its settings, and the generated stream."""
+
+    args: argparse.Namespace
+    ep: Endpoints
+    workdir: Path
+    db: asyncpg.Pool
+    settings: Settings
+    env: dict[str, str]
+    port: int
+    stream: Iterator[tuple[bytes, bytes]]  # the backlog first, then what the webhook phases send
+    res: Results = field(default_factory=Results)
+    worker: Proc | None = None
+    rss: float | None = None  # the worker's, right after it drained the backlog
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start_worker(self) -> Proc:
+        self.worker = Proc("app.cli", self.env, self.workdir / "worker.log")
+        return self.worker
+
+    def alerts(self) -> Iterator[bytes]:
+        """The stream goes on past the backlog: the same alerts, resent, transitioning, flapping."""
+        return (value for _, value in self.stream)
+
+
 async def bench(args: argparse.Namespace, ep: Endpoints, workdir: Path) -> Results:
     from app.migrate import migrate
-    from app.seed import seed_events
     from app.topics import ensure_topics
 
-    res = Results()
     run = uuid.uuid4().hex[:8]
     settings = Settings(
         kafka_brokers=ep.kafka_brokers, database_url=ep.database_url, topic=f"bench-{run}", partitions=args.partitions
     )  # type: ignore[call-arg]
     await migrate(ep.database_url)
     await ensure_topics(settings)
-    db = await asyncpg.create_pool(ep.database_url, min_size=1, max_size=4)
-    print(
-        f"bench: {args.events:,} events over {args.fingerprints:,} fingerprints, topic {settings.topic}",
-        file=sys.stderr,
-    )
-    messages = list(generate(args.events, args.fingerprints, run))
-    produce_rate = await produce(ep, settings.topic, messages)
-    res.add("produce_alerts_per_s", "backlog produce (aiokafka, acks=all)", produce_rate, "alerts/s", "", None)
-
     port = free_port()
     env = {
         f"{ENV_PREFIX}KAFKA_BROKERS": ep.kafka_brokers, f"{ENV_PREFIX}DATABASE_URL": ep.database_url,
@@ -287,105 +301,139 @@ async def bench(args: argparse.Namespace, ep: Endpoints, workdir: Path) -> Resul
         f"{ENV_PREFIX}APP_ID": f"bench-{run}", f"{ENV_PREFIX}DATA_DIR": str(workdir / "state"),
         f"{ENV_PREFIX}WEB_PORT": str(port), f"{ENV_PREFIX}LOG_LEVEL": "WARNING", f"{ENV_PREFIX}LOG_FORMAT": "text",
     }  # fmt: skip
-    worker = Proc("app.cli", env, workdir / "worker.log")
-    naive: Proc | None = None
+    db = await asyncpg.create_pool(ep.database_url, min_size=1, max_size=4)
+    r = Run(args, ep, workdir, db, settings, env, port, generate(2**62, args.fingerprints, run))
     try:
-        samples = await poll(stored(db, settings.topic), args.events, "e2e", worker, timeout_s=900)
-        e2e = sustained_rate(samples)
-        rss = rss_mb(worker.proc.pid)
-        res.add(
-            "e2e_alerts_per_s", "e2e Kafka → dedup → PostgreSQL, 1 worker", e2e, "alerts/s", "≥ 20,000", e2e >= 20_000
-        )
-
-        naive = Proc("app.bench.naive", {**env, f"{ENV_PREFIX}APP_ID": f"bench-{run}"}, workdir / "naive.log")
-
-        async def naive_rows() -> int:
-            exists = await db.fetchval("SELECT to_regclass('naive_events') IS NOT NULL")
-            return int(await db.fetchval("SELECT count(*) FROM naive_events")) if exists else 0
-
-        target = min(args.events, args.naive_events)
-        samples = await poll(naive_rows, target, "naive", naive, timeout_s=900)
-        naive_rate = sustained_rate(samples)
-        naive.stop()
-        await db.execute("DROP TABLE IF EXISTS naive_events")
-        res.add(
-            "naive_alerts_per_s", "naive baseline: per-event agent, 1 INSERT each", naive_rate, "alerts/s", "", None
-        )
-        ratio = e2e / naive_rate if naive_rate else None
-        res.add("e2e_vs_naive", "e2e / naive", ratio, "x", ">= 10x", ratio is not None and ratio >= 10)
-
+        messages = await e2e_phase(r)
+        await naive_phase(r)
         two = await scale_out(ep, settings, messages, env, workdir, db)
         del messages
-        res.add("e2e_two_workers_alerts_per_s", "e2e, 2 workers in one group", two, "alerts/s", "", None)
-        res.add("scale_out", "2 workers / 1 worker", two / e2e if e2e else None, "x", "", None)
-
-        hook = await webhook_load(f"http://127.0.0.1:{port}", run, args.webhook_alerts, args.concurrency, db)
-        res.add(
-            "webhook_alerts_per_s",
-            "webhook bridge, batches of 50",
-            hook["rate"],
-            "alerts/s",
-            "≥ 20,000",
-            hook["rate"] >= 20_000,
-        )
-        res.add(
-            "webhook_p99_ms",
-            "webhook p99 latency",
-            hook["p99"],
-            "ms",
-            "< 100",
-            hook["p99"] is not None and hook["p99"] < 100,
-        )
-        fresh = hook["freshness_p95"]
-        res.add("freshness_p95_ms", f"freshness p95, 2xx → stored ({hook['probes']} probes)", fresh, "ms", "< 1,000",
-                fresh is not None and fresh < 1000)  # fmt: skip
-        # The same, at a load one worker keeps up with: the latency of the pipeline itself, not of a backlog.
-        paced_rate = round(e2e / 2, -2) or 100
-        await wait_drained(ep.kafka_brokers, db, settings.topic, worker)
-        paced = await webhook_load(
-            f"http://127.0.0.1:{port}", run, max(50, int(paced_rate * args.paced_seconds) // 50 * 50),
-            args.concurrency, db, rate=paced_rate,
-        )  # fmt: skip
-        res.add("freshness_paced_p95_ms", f"freshness p95 at {paced_rate:,.0f} alerts/s ({paced['probes']} probes)",
-                paced["freshness_p95"], "ms", "", None)  # fmt: skip
-
-        print(f"bench: seeding {args.history_events:,} events over 30 days", file=sys.stderr)
-        async with db.acquire() as conn:
-            await seed_events(conn, args.history_events, days=30, now=datetime.now(UTC))
-        worker.check()
-        url = f"http://127.0.0.1:{port}"
-        history = await timed_gets(
-            f"{url}/history",
-            [{"filter": f'alertname="Alert{k % 200}"', "since": "-24h", "limit": "100"} for k in range(args.queries)],
-        )
-        res.add("history_p50_ms", "/history matcher + 24 h, limit 100: p50", pct(history, 50), "ms", "", None)
-        res.add("history_p95_ms", "/history matcher + 24 h, limit 100: p95", pct(history, 95), "ms", "< 50",
-                (pct(history, 95) or 1e9) < 50)  # fmt: skip
-        report = await timed_gets(f"{url}/report", [{"since": "-30d", "bucket": "1d"}] * max(3, args.queries // 20))
-        res.add("report_p50_ms", "/report 30 days: p50", pct(report, 50), "ms", "", None)
-        res.add("report_p95_ms", "/report 30 days: p95", pct(report, 95), "ms", "", None)
-        res.add("worker_rss_mb", f"worker RSS after e2e ({args.fingerprints:,} fingerprints)", rss, "MB", "< 512",
-                rss is not None and rss < 512)  # fmt: skip
+        e2e = r.res.summary["e2e_alerts_per_s"] or 0.0
+        r.res.add("e2e_two_workers_alerts_per_s", "e2e, 2 workers in one group", two, "alerts/s", "", None)
+        r.res.add("scale_out", "2 workers / 1 worker", two / e2e if e2e else None, "x", "", None)
+        await webhook_phase(r)
+        await queries_phase(r)
         if args.churn:
-            worker.stop()  # alone on the machine, like the e2e worker was
-            c = await churn(ep, settings, env, workdir, db, args.churn)
-            n = f"{args.churn:,}"
-            res.add("churn_rss_live_mb", f"worker RSS, {n} live fingerprints", c["rss_live_mb"], "MB", "< 512",
-                    c["rss_live_mb"] is not None and c["rss_live_mb"] < 512)  # fmt: skip
-            res.add("churn_disk_live_mb", f"table on disk (RocksDB), {n} live", c["disk_live_mb"], "MB", "", None)
-            res.add("churn_expired", "states expired after the windows passed", c["expired"], "", n,
-                    c["expired"] == args.churn)  # fmt: skip
-            res.add("churn_expiry_s", "restart → all expired", c["expiry_s"], "s", "", None)
-            res.add("churn_live_after", "live fingerprints after expiry", c["live_after"], "", "0",
-                    c["live_after"] == 0)  # fmt: skip
-            res.add("churn_rss_after_mb", "worker RSS after expiry", c["rss_after_mb"], "MB", "", None)
-            res.add("churn_disk_after_mb", "table on disk after expiry", c["disk_after_mb"], "MB", "", None)
+            r.worker.stop()  # type: ignore[union-attr]  # alone on the machine, like the e2e worker was
+            await churn_phase(r)
     finally:
-        if naive is not None:
-            naive.stop()
-        worker.stop()
+        if r.worker is not None:
+            r.worker.stop()
         await db.close()
-    return res
+    return r.res
+
+
+async def e2e_phase(r: Run) -> list[tuple[bytes, bytes]]:
+    """The backlog onto the topic, then one worker drains it: alerts/s and the worker's RSS."""
+    print(f"bench: {r.args.events:,} events over {r.args.fingerprints:,} fingerprints, topic {r.settings.topic}",
+          file=sys.stderr)  # fmt: skip
+    messages = list(itertools.islice(r.stream, r.args.events))
+    produce_rate = await produce(r.ep, r.settings.topic, messages)
+    r.res.add("produce_alerts_per_s", "backlog produce (aiokafka, acks=all)", produce_rate, "alerts/s", "", None)
+    worker = r.start_worker()
+    samples = await poll(stored(r.db, r.settings.topic), r.args.events, "e2e", worker, timeout_s=900)
+    e2e = sustained_rate(samples)
+    r.rss = rss_mb(worker.proc.pid)
+    r.res.add("e2e_alerts_per_s", "e2e Kafka → dedup → PostgreSQL, 1 worker", e2e, "alerts/s", "≥ 20,000",
+              e2e >= 20_000)  # fmt: skip
+    return messages
+
+
+async def naive_phase(r: Run) -> None:
+    """The per-event baseline on the same backlog, alone on the machine as the worker was; then the worker again."""
+    assert r.worker is not None
+    r.worker.stop()
+    naive = Proc("app.bench.naive", r.env, r.workdir / "naive.log")
+    try:
+
+        async def naive_rows() -> int:
+            exists = await r.db.fetchval("SELECT to_regclass('naive_events') IS NOT NULL")
+            return int(await r.db.fetchval("SELECT count(*) FROM naive_events")) if exists else 0
+
+        target = min(r.args.events, r.args.naive_events)
+        samples = await poll(naive_rows, target, "naive", naive, timeout_s=900)
+    finally:
+        naive.stop()
+    await r.db.execute("DROP TABLE IF EXISTS naive_events")
+    naive_rate = sustained_rate(samples)
+    r.res.add("naive_alerts_per_s", "naive baseline: per-event agent, 1 INSERT each", naive_rate, "alerts/s", "", None)
+    e2e = r.res.summary["e2e_alerts_per_s"] or 0.0
+    ratio = e2e / naive_rate if naive_rate else None
+    r.res.add("e2e_vs_naive", "e2e / naive", ratio, "x", ">= 10x", ratio is not None and ratio >= 10)
+    await wait_ready(r.url, r.start_worker())  # the same group and state: it carries on where it stopped
+
+
+async def webhook_phase(r: Run) -> None:
+    """The stream goes on through the bridge: as fast as 16 clients go, then paced at half the e2e rate."""
+    hook = await webhook_load(r.url, r.alerts(), r.args.webhook_alerts, r.args.concurrency, r.db)
+    r.res.add("webhook_alerts_per_s", "webhook bridge, batches of 50", hook["rate"], "alerts/s", "≥ 20,000",
+              hook["rate"] >= 20_000)  # fmt: skip
+    r.res.add("webhook_p99_ms", "webhook p99 latency", hook["p99"], "ms", "< 100",
+              hook["p99"] is not None and hook["p99"] < 100)  # fmt: skip
+    fresh = hook["freshness_p95"]
+    r.res.add("freshness_p95_ms", f"freshness p95, 2xx → stored ({hook['probes']} probes)", fresh, "ms", "< 1,000",
+              fresh is not None and fresh < 1000)  # fmt: skip
+    # The same, at a load one worker keeps up with: the latency of the pipeline itself, not of a backlog.
+    paced_rate = round((r.res.summary["e2e_alerts_per_s"] or 0.0) / 2, -2) or 100
+    assert r.worker is not None
+    await wait_drained(r.ep.kafka_brokers, r.db, r.settings.topic, r.worker)
+    paced_alerts = max(50, int(paced_rate * r.args.paced_seconds) // 50 * 50)
+    paced = await webhook_load(r.url, r.alerts(), paced_alerts, r.args.concurrency, r.db, rate=paced_rate)
+    r.res.add("freshness_paced_p95_ms", f"freshness p95 at {paced_rate:,.0f} alerts/s ({paced['probes']} probes)",
+              paced["freshness_p95"], "ms", "", None)  # fmt: skip
+
+
+async def queries_phase(r: Run) -> None:
+    """/history and /report on the events stored so far plus ≥1M seeded over 30 days."""
+    from app.seed import seed_events
+
+    print(f"bench: seeding {r.args.history_events:,} events over 30 days", file=sys.stderr)
+    async with r.db.acquire() as conn:
+        await seed_events(conn, r.args.history_events, days=30, now=datetime.now(UTC))
+    assert r.worker is not None
+    r.worker.check()
+    history = await timed_gets(
+        f"{r.url}/history",
+        [{"filter": f'alertname="Alert{k % 200}"', "since": "-24h", "limit": "100"} for k in range(r.args.queries)],
+    )
+    r.res.add("history_p50_ms", "/history matcher + 24 h, limit 100: p50", pct(history, 50), "ms", "", None)
+    r.res.add("history_p95_ms", "/history matcher + 24 h, limit 100: p95", pct(history, 95), "ms", "< 50",
+              (pct(history, 95) or 1e9) < 50)  # fmt: skip
+    report = await timed_gets(f"{r.url}/report", [{"since": "-30d", "bucket": "1d"}] * max(3, r.args.queries // 20))
+    r.res.add("report_p50_ms", "/report 30 days: p50", pct(report, 50), "ms", "", None)
+    r.res.add("report_p95_ms", "/report 30 days: p95", pct(report, 95), "ms", "", None)
+    r.res.add("worker_rss_mb", f"worker RSS after e2e ({r.args.fingerprints:,} fingerprints)", r.rss, "MB", "< 512",
+              r.rss is not None and r.rss < 512)  # fmt: skip
+
+
+async def churn_phase(r: Run) -> None:
+    c = await churn(r.ep, r.settings, r.env, r.workdir, r.db, r.args.churn)
+    n, res = f"{r.args.churn:,}", r.res
+    res.add("churn_rss_live_mb", f"worker RSS, {n} live fingerprints", c["rss_live_mb"], "MB", "< 512",
+            c["rss_live_mb"] is not None and c["rss_live_mb"] < 512)  # fmt: skip
+    res.add("churn_disk_live_mb", f"table on disk (RocksDB), {n} live", c["disk_live_mb"], "MB", "", None)
+    res.add("churn_expired", "states expired after the windows passed", c["expired"], "", n,
+            c["expired"] == r.args.churn)  # fmt: skip
+    res.add("churn_expiry_s", "restart → all expired", c["expiry_s"], "s", "", None)
+    res.add("churn_live_after", "live fingerprints after expiry", c["live_after"], "", "0", c["live_after"] == 0)
+    res.add("churn_rss_after_mb", "worker RSS after expiry", c["rss_after_mb"], "MB", "", None)
+    res.add("churn_disk_after_mb", "table on disk after expiry", c["disk_after_mb"], "MB", "", None)
+
+
+async def wait_ready(url: str, proc: Proc, timeout_s: float = 180) -> None:
+    """Until the worker's /readyz answers 200 (its partitions assigned, its table recovered)."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            proc.check()
+            try:
+                async with session.get(f"{url}/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass  # not listening yet
+            await asyncio.sleep(0.5)
+    raise SystemExit(f"bench: {url}/readyz not ready after {timeout_s:.0f}s")
 
 
 async def scale_out(
