@@ -94,7 +94,13 @@ def owner_partition(fingerprint: str, partitions: int) -> int:
 
     State is partitioned like this too, so a fingerprint's events must all be read from here.
     """
-    return (murmur2(fingerprint.encode()) & 0x7FFFFFFF) % partitions
+    return key_partition(fingerprint.encode(), partitions)
+
+
+@lru_cache(maxsize=1 << 17)
+def key_partition(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (Java's and aiokafka's): murmur2 of the key bytes."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def misplaced(event: AlertEvent, partitions: int) -> bool:

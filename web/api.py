@@ -104,8 +104,8 @@ class ApiView(View):
             raise HTTPProblem(401, "missing or wrong Authorization: Bearer token (ALERT_HISTORY_API_TOKEN is set)")
 
 
-async def read_model(request: web.Request, model: type[M], wrap: Callable[[Any], Any] | None = None) -> M:
-    """Parse a JSON body into `model`; every failure names the field."""
+async def read_json(request: web.Request, model: type[M], wrap: Callable[[Any], Any] | None = None) -> tuple[M, Any]:
+    """The body as `model` and as the JSON it was (what the bridge forwards); every failure names the field."""
     ctype = request.content_type
     if ctype not in ("application/json", "") and not ctype.endswith("+json"):
         raise HTTPProblem(415, f"Content-Type must be application/json, got {ctype!r}")
@@ -119,7 +119,7 @@ async def read_model(request: web.Request, model: type[M], wrap: Callable[[Any],
     if wrap is not None:
         data = wrap(data)
     try:
-        return model.model_validate(data)
+        return model.model_validate(data), data
     except ValidationError as exc:
         raise HTTPProblem(422, describe_validation_error(exc)) from None
 

@@ -17,16 +17,19 @@ from app.matchers import matchers_to_sql
 from app.models import AlertIn, PostableAlerts, WebhookIn
 from app.produce import OutMessage, produce_all
 from web import openapi, params
-from web.api import ApiView, HTTPProblem, json_response, read_model, rfc3339
+from web.api import ApiView, HTTPProblem, json_response, read_json, rfc3339
 from web.queries import BUCKETS, HistoryQuery, ReportQuery, episodes, event_json, gettable_alert
 
 
-def topic_messages(app: Any, alerts: list[AlertIn], receiver: str | None, source: str) -> list[OutMessage]:
-    """Each alert as the topic contract's message, keyed by its fingerprint."""
+def topic_messages(
+    app: Any, sent: list[dict[str, Any]], alerts: list[AlertIn], receiver: str | None, source: str
+) -> list[OutMessage]:
+    """Each alert as it was sent (validated as `alerts`: the topic contract is one element of a webhook's
+    alerts[]), with its fingerprint, receiver and source, keyed by its fingerprint. Forwarding the sender's
+    bytes keeps a resend byte-identical, which the pipeline decides without decoding."""
     out = []
-    for alert in alerts:
+    for body, alert in zip(sent, alerts, strict=True):
         fp = alert.fingerprint or fingerprint(alert.labels)
-        body = alert.model_dump(mode="json", exclude_none=True)
         body["fingerprint"] = fp
         if receiver:
             body.setdefault("receiver", receiver)
@@ -39,8 +42,8 @@ class Webhook(ApiView):
     """Alertmanager webhook receiver (payload version 4) → topic."""
 
     async def post(self, request: web.Request) -> web.Response:
-        hook = await read_model(request, WebhookIn)
-        messages = topic_messages(self.app, hook.alerts, hook.receiver, "alertmanager-webhook")
+        hook, sent = await read_json(request, WebhookIn)
+        messages = topic_messages(self.app, sent["alerts"], hook.alerts, hook.receiver, "alertmanager-webhook")
         await produce_all(self.app, messages)
         metrics.ACCEPTED.labels("/webhook").inc(len(messages))
         return json_response({"accepted": len(messages)}, status=202)
@@ -70,8 +73,8 @@ class AlertsV2(ApiView):
         return json_response(alerts)
 
     async def post(self, request: web.Request) -> web.Response:
-        body = await read_model(request, PostableAlerts, wrap=lambda data: {"alerts": data})
-        messages = topic_messages(self.app, body.alerts, None, "alertmanager-api")
+        body, sent = await read_json(request, PostableAlerts, wrap=lambda data: {"alerts": data})
+        messages = topic_messages(self.app, sent["alerts"], body.alerts, None, "alertmanager-api")
         await produce_all(self.app, messages)
         metrics.ACCEPTED.labels("/api/v2/alerts").inc(len(messages))
         return json_response({"accepted": len(messages)})

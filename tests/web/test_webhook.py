@@ -90,6 +90,23 @@ async def test_resends_are_counted_not_stored_and_resolve_is_a_transition(worker
     assert [i["status"] for i in timeline] == ["firing", "resolved"]  # oldest first
 
 
+async def test_the_topic_gets_each_alert_as_alertmanager_sent_it(worker: Worker, http) -> None:
+    from app.topics import end_offsets
+    from tests.agents.streams import read_topic
+
+    run = unique()
+    sent = {**am_alert({"alertname": "AsSent", "run": run}), "startsAt": "2026-11-24T12:00:00.123456789+02:00"}
+    del sent["fingerprint"]  # absent: the bridge adds Alertmanager's
+    start = await end_offsets(worker.endpoints.kafka_brokers, worker.topic)
+    async with http.post(f"{worker.url}/webhook", json=webhook([sent])) as r:
+        assert r.status == 202
+    messages = await read_topic(worker.endpoints.kafka_brokers, worker.topic, start)
+    mine = [orjson.loads(m.value) for m in messages if run.encode() in m.value]
+    # The sender's object, times as it wrote them (a resend stays byte-identical), plus fingerprint and origin.
+    fp = fingerprint(sent["labels"])
+    assert mine == [{**sent, "fingerprint": fp, "receiver": "team-x", "source": "alertmanager-webhook"}]
+
+
 async def test_bad_bodies_get_4xx_naming_the_field(worker: Worker, http) -> None:
     url = f"{worker.url}/webhook"
     cases = [
