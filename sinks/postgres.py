@@ -6,12 +6,12 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, timedelta
 
 import asyncpg
 import orjson
 
-from app.records import EPOCH, MILLISECOND, NEW_ROW, Decision, FingerprintState, Outcome
+from app.records import EPOCH, NEW_ROW, Decision, FingerprintState, Outcome
 from app.retry import retry
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,11 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
-def _ts(ms: int) -> datetime:
-    return EPOCH + ms * MILLISECOND
+DAY_MS = 86_400_000
+
+
+def _day(ms: int) -> date:
+    return (EPOCH + timedelta(days=ms // DAY_MS)).date()
 
 
 def _json(value: Mapping[str, str]) -> str:
@@ -40,10 +43,11 @@ def _json(value: Mapping[str, str]) -> str:
 class BatchRows:
     """A batch collapsed to one statement's worth of rows per table."""
 
+    # Times the pipeline keeps (message times) go as integer milliseconds, converted in SQL.
     inserts: dict[int, list[object]] = field(default_factory=dict)
-    counters: dict[int, tuple[int, datetime, datetime]] = field(default_factory=dict)  # id → dups, seen, received
+    counters: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # id → dups, seen ms, received ms
     alerts: dict[str, list[object]] = field(default_factory=dict)
-    touches: dict[str, datetime] = field(default_factory=dict)  # fingerprint → last seen, for resends only
+    touches: dict[str, int] = field(default_factory=dict)  # fingerprint → last seen ms, for resends only
 
     @classmethod
     def build(cls, outcomes: Sequence[Outcome]) -> BatchRows:
@@ -51,7 +55,7 @@ class BatchRows:
         final: dict[str, FingerprintState] = {}  # each fingerprint's state after the batch
         content: dict[str, Outcome] = {}  # its last decoded event: what the alerts row holds
         episodes: dict[str, int] = {}
-        resumes: dict[str, datetime | None] = {}
+        resumes: dict[str, int | None] = {}
         for o in outcomes:
             if o.state is None or o.decision in (Decision.REPLAYED, Decision.LATE):
                 continue
@@ -59,9 +63,9 @@ class BatchRows:
             if o.decision in NEW_ROW:
                 rows.inserts[st.event_id] = _event_row(o, st)
             elif st.event_id in rows.inserts:  # duplicate of a row created in this same batch
-                rows.inserts[st.event_id][10:12] = [_ts(st.last_seen_ms), st.duplicates]
+                rows.inserts[st.event_id][10:12] = [st.last_seen_ms, st.duplicates]
             else:
-                rows.counters[st.event_id] = (st.duplicates, _ts(st.last_seen_ms), _ts(st.received_ms))
+                rows.counters[st.event_id] = (st.duplicates, st.last_seen_ms, st.received_ms)
             fp = o.fingerprint
             opens = o.opens_episode is not False
             if fp in final:
@@ -70,21 +74,21 @@ class BatchRows:
                 episodes[fp] = opens
                 # No state to compare with (the alert is new, or its state expired): counted as an episode
                 # here, and the upsert takes it back if the alerts row already holds that startsAt.
-                resumes[fp] = _ts(st.starts_at_ms) if o.opens_episode is None else None
+                resumes[fp] = st.starts_at_ms if o.opens_episode is None else None
             final[fp] = st
             if o.event is not None:
                 content[fp] = o
         for fp, st in final.items():
             o = content.get(fp)
             if o is None:  # only resends of what the row holds: it was last seen now, nothing else changed
-                rows.touches[fp] = _ts(st.last_seen_ms)
+                rows.touches[fp] = st.last_seen_ms
             else:  # resends after a decoded event in this batch repeat its bytes: its content, the final state
                 rows.alerts[fp] = [*_alert_row(o, st, episodes=episodes[fp]), resumes[fp]]
         return rows
 
     def days(self) -> set[date]:
         """UTC days the new rows fall on: each needs its alert_events partition."""
-        return {row[8].date() for row in self.inserts.values()}  # type: ignore[attr-defined]
+        return {_day(row[8]) for row in self.inserts.values()}  # type: ignore[arg-type]
 
 
 def _event_row(o: Outcome, st: FingerprintState) -> list[object]:
@@ -92,7 +96,7 @@ def _event_row(o: Outcome, st: FingerprintState) -> list[object]:
     assert e is not None, "a new row is always a decoded event"
     return [
         st.event_id, e.fingerprint, e.status, _json(e.labels), _json(e.annotations), e.starts_at,
-        e.ends_at, e.generator_url, _ts(st.received_ms), o.decision.value, _ts(st.last_seen_ms),
+        e.ends_at, e.generator_url, st.received_ms, o.decision.value, st.last_seen_ms,
         st.duplicates, st.flapping, o.severity, o.classification, e.source, e.receiver,
     ]  # fmt: skip
 
@@ -101,8 +105,8 @@ def _alert_row(o: Outcome, st: FingerprintState, *, episodes: int) -> list[objec
     e = o.event
     assert e is not None
     return [
-        e.fingerprint, _json(e.labels), _json(e.annotations), st.status, _ts(st.starts_at_ms), e.ends_at,
-        e.generator_url, _ts(st.received_ms), _ts(st.last_seen_ms), st.event_id, st.flapping, o.severity,
+        e.fingerprint, _json(e.labels), _json(e.annotations), st.status, st.starts_at_ms, e.ends_at,
+        e.generator_url, st.received_ms, st.last_seen_ms, st.event_id, st.flapping, o.severity,
         episodes, e.receiver,
     ]  # fmt: skip
 
@@ -111,20 +115,22 @@ _INSERT_EVENTS = """
 INSERT INTO alert_events (id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url,
                           received_at, decision, last_seen_at, duplicates, flapping, severity, classification,
                           source, receiver)
-SELECT id, fingerprint, status, labels::jsonb, annotations::jsonb, starts_at, ends_at, generator_url, received_at,
-       decision, last_seen_at, duplicates, flapping, severity, classification, source, receiver
+SELECT id, fingerprint, status, labels::jsonb, annotations::jsonb, starts_at, ends_at, generator_url,
+       to_timestamp(received_ms / 1e3::float8), decision, to_timestamp(last_seen_ms / 1e3::float8), duplicates,
+       flapping, severity, classification, source, receiver
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-            $7::timestamptz[], $8::text[], $9::timestamptz[], $10::text[], $11::timestamptz[],
+            $7::timestamptz[], $8::text[], $9::bigint[], $10::text[], $11::bigint[],
             $12::int[], $13::bool[], $14::text[], $15::text[], $16::text[], $17::text[])
-     AS u(id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, received_at,
-          decision, last_seen_at, duplicates, flapping, severity, classification, source, receiver)
+     AS u(id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, received_ms,
+          decision, last_seen_ms, duplicates, flapping, severity, classification, source, receiver)
 ON CONFLICT (id, received_at) DO NOTHING
 """
 
 _UPDATE_COUNTERS = """
 UPDATE alert_events AS e SET duplicates = u.duplicates, last_seen_at = u.last_seen_at
-FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::timestamptz[])
-     AS u(id, duplicates, last_seen_at, received_at)
+FROM (SELECT id, duplicates, to_timestamp(seen / 1e3::float8) AS last_seen_at,
+             to_timestamp(received / 1e3::float8) AS received_at
+      FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[]) AS t(id, duplicates, seen, received)) AS u
 WHERE e.id = u.id AND e.received_at = u.received_at  -- received_at prunes to the row's partition
 """
 
@@ -133,16 +139,18 @@ WHERE e.id = u.id AND e.received_at = u.received_at  -- received_at prunes to th
 _UPSERT_ALERTS = """
 INSERT INTO alerts AS a (fingerprint, labels, annotations, status, starts_at, ends_at, generator_url, since,
                          last_seen_at, last_event_id, flapping, severity, episodes, receiver)
-SELECT b.fingerprint, labels::jsonb, annotations::jsonb, status, starts_at, ends_at, generator_url, since, last_seen_at,
+SELECT b.fingerprint, labels::jsonb, annotations::jsonb, status, to_timestamp(starts_ms / 1e3::float8), ends_at,
+       generator_url, to_timestamp(since_ms / 1e3::float8), to_timestamp(last_seen_ms / 1e3::float8),
        last_event_id, flapping, severity,
-       episodes - CASE WHEN resumes IS NULL THEN 0 ELSE
-           (SELECT count(*) FROM alerts x WHERE x.fingerprint = b.fingerprint AND x.starts_at = resumes)::int END,
+       episodes - CASE WHEN resumes_ms IS NULL THEN 0 ELSE
+           (SELECT count(*) FROM alerts x
+            WHERE x.fingerprint = b.fingerprint AND x.starts_at = to_timestamp(resumes_ms / 1e3::float8))::int END,
        receiver
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
-            $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bool[], $12::text[],
-            $13::int[], $14::text[], $15::timestamptz[])
-     AS b(fingerprint, labels, annotations, status, starts_at, ends_at, generator_url, since, last_seen_at,
-          last_event_id, flapping, severity, episodes, receiver, resumes)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[],
+            $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bool[], $12::text[],
+            $13::int[], $14::text[], $15::bigint[])
+     AS b(fingerprint, labels, annotations, status, starts_ms, ends_at, generator_url, since_ms, last_seen_ms,
+          last_event_id, flapping, severity, episodes, receiver, resumes_ms)
 ON CONFLICT (fingerprint) DO UPDATE SET
     labels = excluded.labels, annotations = excluded.annotations, status = excluded.status,
     starts_at = excluded.starts_at, ends_at = excluded.ends_at, generator_url = excluded.generator_url,
@@ -153,8 +161,8 @@ ON CONFLICT (fingerprint) DO UPDATE SET
 
 # A resend changes nothing of its alert but when it was last seen (a HOT update: no index covers it).
 _TOUCH_ALERTS = """
-UPDATE alerts AS a SET last_seen_at = u.last_seen_at
-FROM unnest($1::text[], $2::timestamptz[]) AS u(fingerprint, last_seen_at)
+UPDATE alerts AS a SET last_seen_at = to_timestamp(u.seen / 1e3::float8)
+FROM unnest($1::text[], $2::bigint[]) AS u(fingerprint, seen)
 WHERE a.fingerprint = u.fingerprint
 """
 

@@ -18,7 +18,7 @@ from app.matchers import parse_filters
 from app.migrate import migrate
 from app.seed import seed_events
 from app.services import Endpoints
-from sinks.postgres import _UPDATE_COUNTERS, _UPSERT_ALERTS, _columns
+from sinks.postgres import _INSERT_EVENTS, _TOUCH_ALERTS, _UPDATE_COUNTERS, _UPSERT_ALERTS, _columns
 from web.queries import HistoryQuery
 
 N_EVENTS = 1_000_000
@@ -106,19 +106,30 @@ async def test_regex_matcher_scans_only_the_days_in_range(plans: asyncpg.Connect
 async def test_resends_update_rows_in_place(plans: asyncpg.Connection) -> None:
     """A resend updates its event row (duplicates, last_seen_at) and its alerts row (last_seen_at). Both must
     be HOT updates (no new index entries), which needs no index on those columns and room in the page."""
-    row = await plans.fetchrow("SELECT tableoid::regclass::text AS part, id, received_at FROM alert_events LIMIT 1")
+    now_ms = int(NOW.timestamp() * 1000)  # the pipeline's times: whole milliseconds (the broker's)
+    event = [
+        1 << 60, "fp-hot", "firing", '{"alertname": "Hot"}', "{}", NOW, None, "", now_ms, "first_seen", now_ms, 0,
+        False, "warning", "other", None, None,
+    ]  # fmt: skip
     alert = [
-        "fp-hot", '{"alertname": "Hot"}', "{}", "firing", NOW, None, "", NOW, NOW, 1, False, "warning", 1, None, None,
+        "fp-hot", '{"alertname": "Hot"}', "{}", "firing", now_ms, None, "", now_ms, now_ms, 1, False, "warning", 1,
+        None, None,
     ]  # fmt: skip
     async with plans.transaction():
-        await plans.execute(_UPDATE_COUNTERS, [row["id"]], [5], [NOW + timedelta(seconds=30)], [row["received_at"]])
+        await plans.execute(_INSERT_EVENTS, *_columns([event], 17))
+        row = await plans.fetchrow(
+            "SELECT tableoid::regclass::text AS part, id, received_at FROM alert_events WHERE id = $1", 1 << 60
+        )
+        await plans.execute(_UPDATE_COUNTERS, [row["id"]], [5], [now_ms + 30_000], [now_ms])
         await plans.execute(_UPSERT_ALERTS, *_columns([alert], 15))
-        alert[8] = NOW + timedelta(seconds=30)  # last_seen_at
-        await plans.execute(_UPSERT_ALERTS, *_columns([alert], 15))
+        await plans.execute(_TOUCH_ALERTS, ["fp-hot"], [now_ms + 30_000])
         hot = await plans.fetchval(
             "SELECT array[pg_stat_get_xact_tuples_hot_updated($1::regclass),"
             " pg_stat_get_xact_tuples_hot_updated('alerts'::regclass)]",
             row["part"],
         )
+        seen = await plans.fetchval("SELECT last_seen_at FROM alert_events WHERE id = $1", row["id"])
         await plans.execute("DELETE FROM alerts WHERE fingerprint = 'fp-hot'")
+        await plans.execute("DELETE FROM alert_events WHERE id = $1", 1 << 60)
     assert hot == [1, 1]
+    assert seen == row["received_at"] + timedelta(seconds=30)  # integer milliseconds, converted exactly
