@@ -111,71 +111,8 @@ def _alert_row(o: Outcome, st: FingerprintState, *, episodes: int) -> list[objec
     ]  # fmt: skip
 
 
-_INSERT_EVENTS = """
-INSERT INTO alert_events (id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url,
-                          received_at, decision, last_seen_at, duplicates, flapping, severity, classification,
-                          source, receiver)
-SELECT id, fingerprint, status, labels::jsonb, annotations::jsonb, starts_at, ends_at, generator_url,
-       to_timestamp(received_ms / 1e3::float8), decision, to_timestamp(last_seen_ms / 1e3::float8), duplicates,
-       flapping, severity, classification, source, receiver
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-            $7::timestamptz[], $8::text[], $9::bigint[], $10::text[], $11::bigint[],
-            $12::int[], $13::bool[], $14::text[], $15::text[], $16::text[], $17::text[])
-     AS u(id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, received_ms,
-          decision, last_seen_ms, duplicates, flapping, severity, classification, source, receiver)
-ON CONFLICT (id, received_at) DO NOTHING
-"""
-
-_UPDATE_COUNTERS = """
-UPDATE alert_events AS e SET duplicates = u.duplicates, last_seen_at = u.last_seen_at
-FROM (SELECT id, duplicates, to_timestamp(seen / 1e3::float8) AS last_seen_at,
-             to_timestamp(received / 1e3::float8) AS received_at
-      FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[]) AS t(id, duplicates, seen, received)) AS u
-WHERE e.id = u.id AND e.received_at = u.received_at  -- received_at prunes to the row's partition
-"""
-
-# `episodes` is the batch's count of episode openings; one fewer when its first event had no state to
-# compare with and the row already holds that episode (`resumes` = the event's startsAt).
-_UPSERT_ALERTS = """
-INSERT INTO alerts AS a (fingerprint, labels, annotations, status, starts_at, ends_at, generator_url, since,
-                         last_seen_at, last_event_id, flapping, severity, episodes, receiver)
-SELECT b.fingerprint, labels::jsonb, annotations::jsonb, status, to_timestamp(starts_ms / 1e3::float8), ends_at,
-       generator_url, to_timestamp(since_ms / 1e3::float8), to_timestamp(last_seen_ms / 1e3::float8),
-       last_event_id, flapping, severity,
-       episodes - CASE WHEN resumes_ms IS NULL THEN 0 ELSE
-           (SELECT count(*) FROM alerts x
-            WHERE x.fingerprint = b.fingerprint AND x.starts_at = to_timestamp(resumes_ms / 1e3::float8))::int END,
-       receiver
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[],
-            $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bool[], $12::text[],
-            $13::int[], $14::text[], $15::bigint[])
-     AS b(fingerprint, labels, annotations, status, starts_ms, ends_at, generator_url, since_ms, last_seen_ms,
-          last_event_id, flapping, severity, episodes, receiver, resumes_ms)
-ON CONFLICT (fingerprint) DO UPDATE SET
-    labels = excluded.labels, annotations = excluded.annotations, status = excluded.status,
-    starts_at = excluded.starts_at, ends_at = excluded.ends_at, generator_url = excluded.generator_url,
-    since = excluded.since, last_seen_at = excluded.last_seen_at, last_event_id = excluded.last_event_id,
-    flapping = excluded.flapping, severity = excluded.severity, receiver = excluded.receiver,
-    episodes = a.episodes + excluded.episodes
-"""
-
-# A resend changes nothing of its alert but when it was last seen (a HOT update: no index covers it).
-_TOUCH_ALERTS = """
-UPDATE alerts AS a SET last_seen_at = to_timestamp(u.seen / 1e3::float8)
-FROM unnest($1::text[], $2::bigint[]) AS u(fingerprint, seen)
-WHERE a.fingerprint = u.fingerprint
-"""
-
-_LOCK_OFFSETS = """
-SELECT partition, next_offset FROM sink_offsets WHERE topic = $1 AND partition = ANY($2::int[]) FOR UPDATE
-"""
-
-_UPSERT_OFFSETS = """
-INSERT INTO sink_offsets (topic, partition, next_offset, updated_at)
-SELECT $1, p, o, now() FROM unnest($2::int[], $3::bigint[]) AS t(p, o)
-ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()
-WHERE sink_offsets.next_offset < excluded.next_offset
-"""
+# One statement, its own transaction: migrations/004_store_batch_function.sql holds the batch's SQL.
+_STORE_BATCH = f"SELECT alert_history_store_batch({', '.join(f'${i}' for i in range(1, 44))})"
 
 
 # JSON goes as text[] and is cast in SQL: a jsonb[] parameter runs the Python codec once per element.
@@ -269,19 +206,14 @@ class PostgresSink:
     ) -> None:
         assert self.pool is not None
         parts = sorted(next_offsets)
-        async with self.pool.acquire() as conn, conn.transaction():
-            stored = {r["partition"]: r["next_offset"] for r in await conn.fetch(_LOCK_OFFSETS, topic, parts)}
-            for partition, offset in first.items():
-                if stored.get(partition, 0) > offset:
-                    raise StaleBatch(
-                        f"{topic}[{partition}] already stored up to {stored[partition]}, batch starts at {offset}"
-                    )
-            if rows.inserts:
-                await conn.execute(_INSERT_EVENTS, *_columns(list(rows.inserts.values()), 17))
-            if rows.counters:
-                await conn.execute(_UPDATE_COUNTERS, *_columns([(i, *c) for i, c in rows.counters.items()], 4))
-            if rows.alerts:
-                await conn.execute(_UPSERT_ALERTS, *_columns(list(rows.alerts.values()), 15))
-            if rows.touches:
-                await conn.execute(_TOUCH_ALERTS, list(rows.touches), list(rows.touches.values()))
-            await conn.execute(_UPSERT_OFFSETS, topic, parts, [next_offsets[p] for p in parts])
+        firsts = sorted(first)
+        stale = await self.pool.fetchval(
+            _STORE_BATCH,
+            topic, parts, [next_offsets[p] for p in parts], firsts, [first[p] for p in firsts],
+            *_columns(list(rows.inserts.values()), 17),
+            *_columns([(i, *c) for i, c in rows.counters.items()], 4),
+            *_columns(list(rows.alerts.values()), 15),
+            list(rows.touches), list(rows.touches.values()),
+        )  # fmt: skip
+        if stale is not None:
+            raise StaleBatch(stale)

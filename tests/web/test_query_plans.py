@@ -18,7 +18,7 @@ from app.matchers import parse_filters
 from app.migrate import migrate
 from app.seed import seed_events
 from app.services import Endpoints
-from sinks.postgres import _INSERT_EVENTS, _TOUCH_ALERTS, _UPDATE_COUNTERS, _UPSERT_ALERTS, _columns
+from sinks.postgres import _STORE_BATCH, _columns
 from web.queries import HistoryQuery
 
 N_EVENTS = 1_000_000
@@ -115,21 +115,25 @@ async def test_resends_update_rows_in_place(plans: asyncpg.Connection) -> None:
         "fp-hot", '{"alertname": "Hot"}', "{}", "firing", now_ms, None, "", now_ms, now_ms, 1, False, "warning", 1,
         None, None,
     ]  # fmt: skip
+
+    async def store(offset: int, events=(), counters=(), alerts=(), touches=()) -> None:  # type: ignore[no-untyped-def]
+        touched = [t[0] for t in touches], [t[1] for t in touches]
+        args = _columns(list(events), 17) + _columns(list(counters), 4) + _columns(list(alerts), 15) + [*touched]
+        stale = await plans.fetchval(_STORE_BATCH, "hot-test", [0], [offset + 1], [0], [offset], *args)
+        assert stale is None
+
     async with plans.transaction():
-        await plans.execute(_INSERT_EVENTS, *_columns([event], 17))
-        row = await plans.fetchrow(
-            "SELECT tableoid::regclass::text AS part, id, received_at FROM alert_events WHERE id = $1", 1 << 60
-        )
-        await plans.execute(_UPDATE_COUNTERS, [row["id"]], [5], [now_ms + 30_000], [now_ms])
-        await plans.execute(_UPSERT_ALERTS, *_columns([alert], 15))
-        await plans.execute(_TOUCH_ALERTS, ["fp-hot"], [now_ms + 30_000])
+        await store(0, events=[event], alerts=[alert])
+        await store(1, counters=[(1 << 60, 5, now_ms + 30_000, now_ms)], touches=[("fp-hot", now_ms + 30_000)])
+        row = await plans.fetchrow("SELECT tableoid::regclass::text AS part, last_seen_at FROM alert_events"
+                                   " WHERE id = $1", 1 << 60)  # fmt: skip
         hot = await plans.fetchval(
             "SELECT array[pg_stat_get_xact_tuples_hot_updated($1::regclass),"
             " pg_stat_get_xact_tuples_hot_updated('alerts'::regclass)]",
             row["part"],
         )
-        seen = await plans.fetchval("SELECT last_seen_at FROM alert_events WHERE id = $1", row["id"])
         await plans.execute("DELETE FROM alerts WHERE fingerprint = 'fp-hot'")
         await plans.execute("DELETE FROM alert_events WHERE id = $1", 1 << 60)
+        await plans.execute("DELETE FROM sink_offsets WHERE topic = 'hot-test'")
     assert hot == [1, 1]
-    assert seen == row["received_at"] + timedelta(seconds=30)  # integer milliseconds, converted exactly
+    assert row["last_seen_at"] == NOW.replace(microsecond=NOW.microsecond // 1000 * 1000) + timedelta(seconds=30)
