@@ -141,9 +141,11 @@ async def wait_drained(brokers: str, db: asyncpg.Pool, topic: str, worker: Proc,
 
 def sustained_rate(samples: list[tuple[float, int]]) -> float:
     """From the first progress to the last: start-up and recovery are not throughput."""
-    started = next(((t, n) for t, n in samples if n > 0), samples[0])
-    t1, n1 = samples[-1]
-    return (n1 - started[1]) / max(t1 - started[0], 1e-9)
+    first = next((i for i, (_, n) in enumerate(samples) if n > 0), 0)
+    if first == len(samples) - 1:  # all of it between two samples: from the sample before
+        first = max(first - 1, 0)
+    (t0, n0), (t1, n1) = samples[first], samples[-1]
+    return (n1 - n0) / max(t1 - t0, 1e-9)
 
 
 async def produce(
