@@ -14,7 +14,7 @@ from aiokafka.partitioner import murmur2
 from pydantic import ValidationError
 
 from app.fingerprint import fingerprint as compute_fingerprint
-from app.models import AlertIn
+from app.models import PATTERN_ERRORS, AlertIn, utc
 from app.records import EPOCH, MILLISECOND, AlertEvent, Position
 
 # Header a re-keyed copy carries, so a copy produced twice (crash before commit) counts once.
@@ -34,10 +34,15 @@ class Rejected(Exception):
 def describe_validation_error(exc: ValidationError) -> str:
     """First problem of a pydantic error as 'field.path: message', the form every 4xx/DLQ reason uses."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "body"
+    path = list(err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "json_invalid":
         return f"body is not valid JSON: {err.get('ctx', {}).get('error', msg)}"
+    if err["type"] == "string_pattern_mismatch":
+        if path and path[-1] == "[key]":
+            path = path[:-2]  # a bad key: name the mapping it is in
+        msg = PATTERN_ERRORS.get(err["ctx"]["pattern"], msg).format(input=err["input"])
+    loc = ".".join(str(p) for p in path) or "body"
     return f"{loc}: {msg}"
 
 
@@ -51,7 +56,7 @@ def decode(value: bytes | None, position: Position, headers: Mapping[str, bytes]
         raise Rejected(describe_validation_error(exc)) from None
     origin = _header(headers, ORIGIN_HEADER)
     # Without status or startsAt the event depends on the message time too, not on its bytes alone.
-    decides_alone = origin is None and alert.status is not None and alert.startsAt is not None
+    decides_alone = origin is None and alert.status is not None and utc(alert.startsAt) is not None
     return to_event(alert, position, origin=origin, value_hash=value_hash(value) if decides_alone else None)
 
 
@@ -65,15 +70,16 @@ def to_event(
 ) -> AlertEvent:
     seen = EPOCH + position.timestamp_ms * MILLISECOND
     fp = alert.fingerprint or compute_fingerprint(alert.labels)
-    status = alert.status or derive_status(alert.endsAt, seen)
+    starts_at, ends_at = utc(alert.startsAt), utc(alert.endsAt)
+    status = alert.status or derive_status(ends_at, seen)
     return AlertEvent(
         fingerprint=fp,
         status=status,
         labels=alert.labels,
         annotations=alert.annotations,
         # Alertmanager stamps a missing startsAt with its receive time; our receive time is the message's.
-        starts_at=alert.startsAt or seen,
-        ends_at=alert.endsAt,
+        starts_at=starts_at or seen,
+        ends_at=ends_at,
         generator_url=alert.generatorURL,
         source=alert.source,
         receiver=alert.receiver,
@@ -88,7 +94,6 @@ def derive_status(ends_at: datetime | None, now: datetime) -> str:
     return "resolved" if ends_at is not None and ends_at <= now else "firing"
 
 
-@lru_cache(maxsize=1 << 17)  # murmur2 is pure Python; the live fingerprints recur all day
 def owner_partition(fingerprint: str, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner picks for this key.
 
@@ -97,7 +102,7 @@ def owner_partition(fingerprint: str, partitions: int) -> int:
     return key_partition(fingerprint.encode(), partitions)
 
 
-@lru_cache(maxsize=1 << 17)
+@lru_cache(maxsize=1 << 17)  # murmur2 is pure Python; the live fingerprints recur all day
 def key_partition(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (Java's and aiokafka's): murmur2 of the key bytes."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions

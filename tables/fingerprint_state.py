@@ -9,7 +9,7 @@ Faust defines the table: its changelog topic, recovery on assignment and the Roc
 partition. Reads and writes go to that per-partition RocksDB directly, and a batch's changelog
 goes out as one Kafka record batch per partition: Faust's per-key path (a `FutureMessage`, a
 producer-buffer entry and a send per key, a JSON record codec) cost more than everything else the
-pipeline does per event. The stored bytes are plain JSON of the state's fields.
+pipeline does per event. The stored bytes are a JSON array of the state's fields.
 """
 
 from __future__ import annotations
@@ -32,12 +32,21 @@ _FIELDS = frozenset(f.name for f in dataclasses.fields(FingerprintState))
 
 
 def encode(state: FingerprintState) -> bytes:
-    return orjson.dumps(state)
+    """The fields as a JSON array in declaration order: a third of the time and half the bytes of an object.
+    Fields are only ever added at the end, with a default, so older values still decode."""
+    s = state
+    return orjson.dumps([
+        s.event_id, s.status, s.starts_at_ms, s.received_ms, s.last_seen_ms, s.duplicates, s.transitions_ms,
+        s.flapping, s.offset, s.origins, s.value_hash,
+    ])  # fmt: skip
 
 
 def decode(raw: bytes) -> FingerprintState:
     data = orjson.loads(raw)
-    if data.keys() - _FIELDS:  # written by a version with Faust's record codec ("__faust" metadata)
+    if type(data) is list:
+        return FingerprintState(*data)
+    # An object: written by an earlier version (fields by name; Faust's record codec added "__faust" metadata).
+    if data.keys() - _FIELDS:
         data = {k: v for k, v in data.items() if k in _FIELDS}
     return FingerprintState(**data)
 

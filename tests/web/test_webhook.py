@@ -117,6 +117,10 @@ async def test_bad_bodies_get_4xx_naming_the_field(worker: Worker, http) -> None
         (orjson.dumps({"alerts": []}), "application/json", 422, "alerts"),
         (orjson.dumps(webhook([{"labels": {}}])), "application/json", 422, "alerts.0.labels"),
         (orjson.dumps(webhook([{"labels": {"a": 5}}])), "application/json", 422, "alerts.0.labels.a"),
+        (orjson.dumps(webhook([{"labels": {"bad-name": "x"}}])), "application/json", 422,
+         "alerts.0.labels: invalid label name 'bad-name'"),
+        (orjson.dumps(webhook([{"labels": {"a": "b"}, "fingerprint": "XYZ"}])), "application/json", 422,
+         "alerts.0.fingerprint: must be 16 lowercase hex digits"),
         (
             orjson.dumps(webhook([{"labels": {"a": "b"}, "startsAt": "soon"}])),
             "application/json",
