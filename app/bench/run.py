@@ -189,7 +189,9 @@ async def webhook_load(
             if interval:
                 next_at += interval
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-            batch = list(itertools.islice(stream, min(50, alerts - sent)))
+            batch = list(itertools.islice(stream, min(50, alerts - sent)))  # others may have sent the rest
+            if not batch:
+                break
             sent += len(batch)
             body = b'{"version":"4","status":"firing","receiver":"bench","alerts":[' + b",".join(batch) + b"]}"
             t = time.perf_counter()
