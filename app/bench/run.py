@@ -39,6 +39,7 @@ from app.services import Endpoints, ServiceStack, free_port
 from app.settings import ENV_PREFIX, Settings
 
 REPO = Path(__file__).resolve().parents[2]
+PROBE_GIVE_UP_S = 30.0
 
 
 @dataclass
@@ -207,14 +208,16 @@ async def webhook_load(
             t = time.perf_counter()
             async with session.post(f"{url}/webhook", json={"version": "4", "alerts": [{"labels": labels}]}) as r:
                 assert r.status == 202
-            while time.perf_counter() - t < 30:
-                if await db.fetchval(
-                    "SELECT 1 FROM alert_events WHERE labels @> $1::jsonb AND received_at > now() - interval '5 min'",
-                    orjson.dumps({"probe": probe}).decode(),
-                ):
-                    freshness.append((time.perf_counter() - t) * 1000)
-                    break
+            # By its fingerprint (the timeline's index): a containment query on labels 100 times a second loaded
+            # PostgreSQL more than the load being measured did. The row is visible to /history at the same commit.
+            fp = fingerprint(labels)
+            while not await db.fetchval(
+                "SELECT 1 FROM alert_events WHERE fingerprint = $1 AND received_at > now() - interval '5 min'", fp
+            ):
+                if time.perf_counter() - t > PROBE_GIVE_UP_S:
+                    break  # counted at PROBE_GIVE_UP_S: a probe never seen must not drop out of the figure
                 await asyncio.sleep(0.01)
+            freshness.append(min(time.perf_counter() - t, PROBE_GIVE_UP_S) * 1000)
             await asyncio.sleep(0.2)
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency + 2)) as session:
