@@ -40,7 +40,8 @@ class Resources(mode.Service):
         self.closers: list[Callable[[], Awaitable[None]]] = []
 
     async def on_start(self) -> None:
-        await self.sink.open()
+        if self.settings.pipeline_enabled:
+            await self.sink.open()
         self.db = await open_pool(self.settings.database_url, 8)  # type: ignore[arg-type]
         if self.settings.redis_url:
             client = aioredis.from_url(self.settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
@@ -83,7 +84,7 @@ class AlertHistoryApp(faust.App):
 
     settings: Settings
     resources: Resources
-    pipeline: Pipeline
+    pipeline: Pipeline | None  # None on a web node (ALERT_HISTORY_PIPELINE_ENABLED=false)
     chunked_topics: frozenset[str] = frozenset()  # delivered a fetched chunk per event (app/consumer.py)
 
     def _new_transport(self) -> Any:
@@ -130,9 +131,13 @@ def create_app(settings: Settings) -> AlertHistoryApp:
     app.settings = settings
     app.resources = Resources(settings, loop=app.loop)
     app.add_dependency(app.resources)  # type: ignore[arg-type]
-    app.pipeline = wire(app, settings, app.resources.sink)
-    app.resources.closers.append(app.pipeline.holes.close)
-    _schedule_upkeep(app)
+    app.pipeline = None
+    if settings.pipeline_enabled:
+        app.pipeline = wire(app, settings, app.resources.sink)
+        app.resources.closers.append(app.pipeline.holes.close)
+        _schedule_upkeep(app)
+    else:
+        app.producer_only = True  # Faust starts the web server and the producer: no consumer, no group to join
     _at_start(app)
     from web.routes import register
 

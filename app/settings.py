@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     log_format: str = Field("json", pattern=r"^(json|text)$")
     web_enabled: bool = True
+    # False: a web node (the bridge and the reads) that takes no partitions, so web nodes scale on their own and
+    # starting or stopping one never rebalances the pipeline's workers.
+    pipeline_enabled: bool = True
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     query_timeout: float = Field(10.0, gt=0, le=600, description="seconds: statement timeout of every read query")
 

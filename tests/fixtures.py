@@ -77,14 +77,17 @@ class Worker:
             start_new_session=True,
         )
 
-    async def wait_ready(self, timeout: float = 120) -> None:
+    async def wait_ready(self, timeout: float = 120, partitions: bool = True) -> None:
+        """Until /readyz is 200 and (unless `partitions` is False: a web node) the worker owns partitions."""
+
         async def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
             try:
                 async with aiohttp.ClientSession() as s, s.get(f"{self.url}/readyz") as r:
                     body = await r.json()
-                    return r.status == 200 and body["checks"].get("assigned_partitions", 0) > 0
+                    owns = body["checks"].get("assigned_partitions", 0) > 0
+                    return r.status == 200 and (owns or not partitions)
             except (aiohttp.ClientError, OSError):
                 return False
 

@@ -196,9 +196,12 @@ class Readyz(ApiView):
         checks = await asyncio.gather(self._kafka(), self._postgres(), self._redis())
         report: dict[str, object] = dict(zip(("kafka", "postgres", "redis"), checks, strict=True))
         ready = report["kafka"] == "ok" and report["postgres"] == "ok"
-        # Reported, not required: a worker of a larger group may rightly own none.
-        topic = self.app.settings.topic
-        report["assigned_partitions"] = sum(1 for tp in self.app.consumer.assignment() if tp.topic == topic)
+        # Reported, not required: a worker of a larger group may rightly own none; a web node takes none.
+        if self.app.settings.pipeline_enabled:
+            topic = self.app.settings.topic
+            report["assigned_partitions"] = sum(1 for tp in self.app.consumer.assignment() if tp.topic == topic)
+        else:
+            report["role"] = "web node: bridge and reads, no partitions"
         return json_response({"ready": ready, "checks": report}, status=200 if ready else 503)
 
     async def _kafka(self) -> str:

@@ -371,8 +371,20 @@ async def naive_phase(r: Run) -> None:
 
 
 async def webhook_phase(r: Run) -> None:
-    """The stream goes on through the bridge: as fast as 16 clients go, then paced at half the e2e rate."""
-    hook = await webhook_load(r.url, r.alerts(), r.args.webhook_alerts, r.args.concurrency, r.db)
+    """The stream goes on through the bridge of a web node (as deployed: it takes no partitions, the worker
+    stores what it accepts): as fast as 16 clients go, then paced at half the e2e rate."""
+    port = free_port()
+    env = {**r.env, f"{ENV_PREFIX}PIPELINE_ENABLED": "false", f"{ENV_PREFIX}WEB_PORT": str(port)}
+    node = Proc("app.cli", env, r.workdir / "web-node.log")
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}", node)
+        await _webhook_loads(r, f"http://127.0.0.1:{port}")
+    finally:
+        node.stop()
+
+
+async def _webhook_loads(r: Run, url: str) -> None:
+    hook = await webhook_load(url, r.alerts(), r.args.webhook_alerts, r.args.concurrency, r.db)
     r.res.add("webhook_alerts_per_s", "webhook bridge, batches of 50", hook["rate"], "alerts/s", "≥ 20,000",
               hook["rate"] >= 20_000)  # fmt: skip
     r.res.add("webhook_p99_ms", "webhook p99 latency", hook["p99"], "ms", "< 100",
@@ -385,7 +397,7 @@ async def webhook_phase(r: Run) -> None:
     assert r.worker is not None
     await wait_drained(r.ep.kafka_brokers, r.db, r.settings.topic, r.worker)
     paced_alerts = max(50, int(paced_rate * r.args.paced_seconds) // 50 * 50)
-    paced = await webhook_load(r.url, r.alerts(), paced_alerts, r.args.concurrency, r.db, rate=paced_rate)
+    paced = await webhook_load(url, r.alerts(), paced_alerts, r.args.concurrency, r.db, rate=paced_rate)
     r.res.add("freshness_paced_p95_ms", f"freshness p95 at {paced_rate:,.0f} alerts/s ({paced['probes']} probes)",
               paced["freshness_p95"], "ms", "", None)  # fmt: skip
 

@@ -107,6 +107,24 @@ async def test_the_topic_gets_each_alert_as_alertmanager_sent_it(worker: Worker,
     assert mine == [{**sent, "fingerprint": fp, "receiver": "team-x", "source": "alertmanager-webhook"}]
 
 
+async def test_a_web_node_bridges_and_reads_and_takes_no_partitions(make_worker, worker: Worker, http) -> None:  # type: ignore[no-untyped-def]
+    node = make_worker(env=worker.env, pipeline_enabled=False)  # the same topic and group as the worker
+    await node.wait_ready(partitions=False)
+    run = unique()
+    alert = am_alert({"alertname": "ViaWebNode", "run": run})
+    async with http.post(f"{node.url}/webhook", json=webhook([alert])) as r:
+        assert r.status == 202
+    # The worker stores it; the web node reads it.
+    items = await eventually(lambda: _all(http, node, run, 1), what="the alert in the web node's /history")
+    assert items[0]["fingerprint"] == alert["fingerprint"]
+    async with http.get(f"{node.url}/readyz") as r:
+        checks = (await r.json())["checks"]
+        assert "assigned_partitions" not in checks and checks["role"].startswith("web node")
+    async with http.get(f"{worker.url}/readyz") as r:
+        assert (await r.json())["checks"]["assigned_partitions"] == 4  # the node never joined the group
+    node.stop()
+
+
 async def test_bad_bodies_get_4xx_naming_the_field(worker: Worker, http) -> None:
     url = f"{worker.url}/webhook"
     cases = [
