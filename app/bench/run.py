@@ -441,18 +441,27 @@ async def churn_phase(r: Run) -> None:
 
 async def wait_ready(url: str, proc: Proc, timeout_s: float = 180) -> None:
     """Until the worker's /readyz answers 200 (its partitions assigned, its table recovered)."""
+    if await poll_http(f"{url}/readyz", proc, timeout_s, 0.5, lambda status, _: status == 200) is None:
+        raise SystemExit(f"bench: {url}/readyz not ready after {timeout_s:.0f}s")
+
+
+async def poll_http(
+    url: str, proc: Proc, timeout_s: float, every_s: float, done: Callable[[int, str], bool]
+) -> str | None:
+    """GET `url` until `done(status, body)`; that body, or None after `timeout_s` (the process must stay up)."""
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             proc.check()
             try:
-                async with session.get(f"{url}/readyz") as resp:
-                    if resp.status == 200:
-                        return
+                async with session.get(url) as resp:
+                    body = await resp.text()
+                    if done(resp.status, body):
+                        return body
             except aiohttp.ClientError:
                 pass  # not listening yet
-            await asyncio.sleep(0.5)
-    raise SystemExit(f"bench: {url}/readyz not ready after {timeout_s:.0f}s")
+            await asyncio.sleep(every_s)
+    return None
 
 
 async def scale_out(
@@ -538,24 +547,18 @@ async def poll_metric(
     port: int, name: str, done: Callable[[float], bool], proc: Proc, timeout_s: float
 ) -> float | None:
     """Read one unlabelled metric from the worker's /metrics until `done(value)`; the last value read."""
-    value: float | None = None
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            proc.check()
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/metrics") as r:
-                    text = await r.text()
-            except aiohttp.ClientError:
-                text = ""  # not serving yet
-            for line in text.splitlines():
-                if line.startswith(name + " "):
-                    value = float(line.split()[1])
-            if value is not None and done(value):
-                return value
-            await asyncio.sleep(1)
-    print(f"bench: {name} still {value} after {timeout_s:.0f}s", file=sys.stderr)
-    return value
+    seen: list[float] = []
+
+    def check(status: int, text: str) -> bool:
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                seen.append(float(line.split()[1]))
+                return done(seen[-1])
+        return False
+
+    if await poll_http(f"http://127.0.0.1:{port}/metrics", proc, timeout_s, 1.0, check) is None:
+        print(f"bench: {name} still {seen[-1] if seen else None} after {timeout_s:.0f}s", file=sys.stderr)
+    return seen[-1] if seen else None
 
 
 def du_mb(path: Path) -> float:
