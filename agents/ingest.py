@@ -54,10 +54,7 @@ def decode(value: bytes | None, position: Position, headers: Mapping[str, bytes]
         alert = AlertIn.model_validate_json(value)
     except ValidationError as exc:
         raise Rejected(describe_validation_error(exc)) from None
-    origin = _header(headers, ORIGIN_HEADER)
-    # Without status or startsAt the event depends on the message time too, not on its bytes alone.
-    decides_alone = origin is None and alert.status is not None and utc(alert.startsAt) is not None
-    return to_event(alert, position, origin=origin, value_hash=value_hash(value) if decides_alone else None)
+    return to_event(alert, position, origin=_header(headers, ORIGIN_HEADER), value=value)
 
 
 def value_hash(value: bytes) -> str:
@@ -65,13 +62,14 @@ def value_hash(value: bytes) -> str:
     return hashlib.blake2b(value, digest_size=16).hexdigest()
 
 
-def to_event(
-    alert: AlertIn, position: Position, origin: str | None = None, value_hash: str | None = None
-) -> AlertEvent:
+def to_event(alert: AlertIn, position: Position, origin: str | None = None, value: bytes | None = None) -> AlertEvent:
+    """`value`: the message's bytes, digested when they alone decide the event (see AlertEvent.value_hash)."""
     seen = EPOCH + position.timestamp_ms * MILLISECOND
     fp = alert.fingerprint or compute_fingerprint(alert.labels)
     starts_at, ends_at = utc(alert.startsAt), utc(alert.endsAt)
     status = alert.status or derive_status(ends_at, seen)
+    # Without status or startsAt the event depends on the message time too, not on its bytes alone.
+    decides_alone = value is not None and origin is None and alert.status is not None and starts_at is not None
     return AlertEvent(
         fingerprint=fp,
         status=status,
@@ -85,7 +83,7 @@ def to_event(
         receiver=alert.receiver,
         position=position,
         origin=origin,
-        value_hash=value_hash,
+        value_hash=value_hash(value) if decides_alone else None,  # type: ignore[arg-type]
     )
 
 

@@ -86,9 +86,9 @@ class Started:
                     return stop.value
 
 
-def gaps(records: Sequence[ConsumerRecord], after: int | None) -> list[tuple[int, int]]:
+def gaps(records: Sequence[ConsumerRecord | Message], after: int | None) -> list[tuple[int, int]]:
     """Offsets the broker will never deliver (compacted away, transaction markers) before and between
-    these records, as inclusive ranges; `after` is the offset delivered before them."""
+    these records (a chunk's, or one message), as inclusive ranges; `after` is the offset delivered before."""
     out: list[tuple[int, int]] = []
     if after and records[0].offset - after > 1:
         out.append((after + 1, records[0].offset - 1))
@@ -191,22 +191,16 @@ class Consumer(aiokafka.Consumer):
                 async for tp, message in fetched:
                     read = get_read_offset(tp)
                     chunk = message.value
-                    if type(chunk) is RecordChunk:
-                        if read is not None and chunk.records[0].offset < read:  # a seek back: drop what was read
-                            chunk.records = [r for r in chunk.records if r.offset >= read]
-                            if not chunk.records:
-                                continue
-                        holes = gaps(chunk.records, read) if acks_enabled_for(message.topic) else ()
-                        since_yield += len(chunk.records)
-                    else:
-                        if read is not None and message.offset < read:
-                            continue  # already delivered (a seek back during a rebalance)
-                        holes = [(read + 1, message.offset)] if read and message.offset - read > 1 else []
-                        if not acks_enabled_for(message.topic):
-                            holes = []
-                        since_yield += 1
-                    for start, end in holes:
-                        await self._add_gap(tp, start, end)
+                    records = chunk.records if type(chunk) is RecordChunk else (message,)
+                    if read is not None and records[0].offset < read:  # a seek back: drop what was delivered
+                        records = [r for r in records if r.offset >= read]
+                        if not records:
+                            continue
+                        chunk.records = records  # only a chunk gets here: a single message was dropped
+                    if acks_enabled_for(message.topic):
+                        for start, end in gaps(records, read):
+                            await self._add_gap(tp, start, end)
+                    since_yield += len(records)
                     if since_yield > 100:
                         await asyncio.sleep(0)
                         since_yield = 0

@@ -83,7 +83,9 @@ class BatchRows:
             if o is None:  # only resends of what the row holds: it was last seen now, nothing else changed
                 rows.touches[fp] = st.last_seen_ms
             else:  # resends after a decoded event in this batch repeat its bytes: its content, the final state
-                rows.alerts[fp] = [*_alert_row(o, st, episodes=episodes[fp]), resumes[fp]]
+                row = rows.inserts.get(o.state.event_id) if o.decision in NEW_ROW else None  # type: ignore[union-attr]
+                dumped = (row[3], row[4]) if row is not None else None  # its labels and annotations as JSON
+                rows.alerts[fp] = [*_alert_row(o, st, episodes=episodes[fp], dumped=dumped), resumes[fp]]
         return rows
 
     def days(self) -> set[date]:
@@ -101,11 +103,14 @@ def _event_row(o: Outcome, st: FingerprintState) -> list[object]:
     ]  # fmt: skip
 
 
-def _alert_row(o: Outcome, st: FingerprintState, *, episodes: int) -> list[object]:
+def _alert_row(
+    o: Outcome, st: FingerprintState, *, episodes: int, dumped: tuple[object, object] | None = None
+) -> list[object]:
     e = o.event
     assert e is not None
+    labels, annotations = dumped or (_json(e.labels), _json(e.annotations))
     return [
-        e.fingerprint, _json(e.labels), _json(e.annotations), st.status, st.starts_at_ms, e.ends_at,
+        e.fingerprint, labels, annotations, st.status, st.starts_at_ms, e.ends_at,
         e.generator_url, st.received_ms, st.last_seen_ms, st.event_id, st.flapping, o.severity,
         episodes, e.receiver,
     ]  # fmt: skip

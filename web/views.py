@@ -26,7 +26,8 @@ def topic_messages(
 ) -> list[OutMessage]:
     """Each alert as it was sent (validated as `alerts`: the topic contract is one element of a webhook's
     alerts[]), with its fingerprint, receiver and source, keyed by its fingerprint. Forwarding the sender's
-    bytes keeps a resend byte-identical, which the pipeline decides without decoding."""
+    object (not the model's re-rendering) keeps a resend byte-identical, which the pipeline decides without
+    decoding."""
     out = []
     for body, alert in zip(sent, alerts, strict=True):
         fp = alert.fingerprint or fingerprint(alert.labels)
