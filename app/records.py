@@ -8,6 +8,7 @@ from enum import StrEnum
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MILLISECOND = timedelta(milliseconds=1)
+MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(slots=True, frozen=True)

@@ -6,12 +6,12 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import asyncpg
 import orjson
 
-from app.records import EPOCH, NEW_ROW, Decision, FingerprintState, Outcome
+from app.records import EPOCH, MICROSECOND, NEW_ROW, Decision, FingerprintState, Outcome
 from app.retry import retry
 
 log = logging.getLogger(__name__)
@@ -35,15 +35,16 @@ def _day(ms: int) -> date:
     return (EPOCH + timedelta(days=ms // DAY_MS)).date()
 
 
-def _json(value: Mapping[str, str]) -> str:
-    return orjson.dumps(value).decode()
+def _us(t: datetime | None) -> int | None:
+    """A sender's time as integer microseconds since the epoch: exact, where a float timestamp is not."""
+    return None if t is None else (t - EPOCH) // MICROSECOND
 
 
 @dataclass
 class BatchRows:
-    """A batch collapsed to one statement's worth of rows per table."""
+    """A batch collapsed to one statement's worth of rows per table, in the layouts of migration 006."""
 
-    # Times the pipeline keeps (message times) go as integer milliseconds, converted in SQL.
+    # Times the pipeline keeps (message times) go as integer milliseconds, a sender's as microseconds.
     inserts: dict[int, list[object]] = field(default_factory=dict)
     counters: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # id → dups, seen ms, received ms
     alerts: dict[str, list[object]] = field(default_factory=dict)
@@ -71,7 +72,7 @@ class BatchRows:
             if fp in final:
                 episodes[fp] += opens
             else:
-                episodes[fp] = opens
+                episodes[fp] = int(opens)
                 # No state to compare with (the alert is new, or its state expired): counted as an episode
                 # here, and the upsert takes it back if the alerts row already holds that startsAt.
                 resumes[fp] = st.starts_at_ms if o.opens_episode is None else None
@@ -83,9 +84,7 @@ class BatchRows:
             if o is None:  # only resends of what the row holds: it was last seen now, nothing else changed
                 rows.touches[fp] = st.last_seen_ms
             else:  # resends after a decoded event in this batch repeat its bytes: its content, the final state
-                row = rows.inserts.get(o.state.event_id) if o.decision in NEW_ROW else None  # type: ignore[union-attr]
-                dumped = (row[3], row[4]) if row is not None else None  # its labels and annotations as JSON
-                rows.alerts[fp] = [*_alert_row(o, st, episodes=episodes[fp], dumped=dumped), resumes[fp]]
+                rows.alerts[fp] = [*_alert_row(o, st, episodes=episodes[fp]), resumes[fp]]
         return rows
 
     def days(self) -> set[date]:
@@ -97,32 +96,38 @@ def _event_row(o: Outcome, st: FingerprintState) -> list[object]:
     e = o.event
     assert e is not None, "a new row is always a decoded event"
     return [
-        st.event_id, e.fingerprint, e.status, _json(e.labels), _json(e.annotations), e.starts_at,
-        e.ends_at, e.generator_url, st.received_ms, o.decision.value, st.last_seen_ms,
+        st.event_id, e.fingerprint, e.status, e.labels, e.annotations, _us(e.starts_at),
+        _us(e.ends_at), e.generator_url, st.received_ms, o.decision.value, st.last_seen_ms,
         st.duplicates, st.flapping, o.severity, o.classification, e.source, e.receiver,
     ]  # fmt: skip
 
 
-def _alert_row(
-    o: Outcome, st: FingerprintState, *, episodes: int, dumped: tuple[object, object] | None = None
-) -> list[object]:
+def _alert_row(o: Outcome, st: FingerprintState, *, episodes: int) -> list[object]:
     e = o.event
     assert e is not None
-    labels, annotations = dumped or (_json(e.labels), _json(e.annotations))
     return [
-        e.fingerprint, labels, annotations, st.status, st.starts_at_ms, e.ends_at,
+        e.fingerprint, e.labels, e.annotations, st.status, st.starts_at_ms, _us(e.ends_at),
         e.generator_url, st.received_ms, st.last_seen_ms, st.event_id, st.flapping, o.severity,
         episodes, e.receiver,
     ]  # fmt: skip
 
 
-# One statement, its own transaction: migrations/004_store_batch_function.sql holds the batch's SQL.
-_STORE_BATCH = f"SELECT alert_history_store_batch({', '.join(f'${i}' for i in range(1, 44))})"
+# One statement, its own transaction: migrations/006_store_batch_as_json.sql holds the batch's SQL.
+_STORE_BATCH = "SELECT alert_history_store_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 
 
-# JSON goes as text[] and is cast in SQL: a jsonb[] parameter runs the Python codec once per element.
-def _columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:
-    return [[r[i] for r in rows] for i in range(width)]
+def store_batch_args(
+    topic: str, rows: BatchRows, first: Mapping[int, int], next_offsets: Mapping[int, int]
+) -> list[object]:
+    """The function's parameters: offsets as arrays, each table's rows as one JSON array (orjson, in C)."""
+    parts, firsts = sorted(next_offsets), sorted(first)
+    return [
+        topic, parts, [next_offsets[p] for p in parts], firsts, [first[p] for p in firsts],
+        orjson.dumps(list(rows.inserts.values())).decode(),
+        orjson.dumps([(i, *c) for i, c in rows.counters.items()]).decode(),
+        orjson.dumps(list(rows.alerts.values())).decode(),
+        orjson.dumps(list(rows.touches.items())).decode(),
+    ]  # fmt: skip
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -210,15 +215,6 @@ class PostgresSink:
         self, topic: str, rows: BatchRows, first: Mapping[int, int], next_offsets: Mapping[int, int]
     ) -> None:
         assert self.pool is not None
-        parts = sorted(next_offsets)
-        firsts = sorted(first)
-        stale = await self.pool.fetchval(
-            _STORE_BATCH,
-            topic, parts, [next_offsets[p] for p in parts], firsts, [first[p] for p in firsts],
-            *_columns(list(rows.inserts.values()), 17),
-            *_columns([(i, *c) for i, c in rows.counters.items()], 4),
-            *_columns(list(rows.alerts.values()), 15),
-            list(rows.touches), list(rows.touches.values()),
-        )  # fmt: skip
+        stale = await self.pool.fetchval(_STORE_BATCH, *store_batch_args(topic, rows, first, next_offsets))
         if stale is not None:
             raise StaleBatch(stale)

@@ -32,5 +32,5 @@ def test_an_alert_row_takes_the_decoded_event_and_the_final_state() -> None:
     assert list(rows.inserts) == [st0.event_id]
     assert rows.inserts[st0.event_id][11] == 1  # the resend counted on the row created in this batch
     alert = rows.alerts[e.fingerprint]
-    assert alert[2] == '{"summary":"disk 91%"}'  # the decoded event's annotations
+    assert alert[2] == {"summary": "disk 91%"}  # the decoded event's annotations
     assert alert[8] == later.timestamp_ms  # the final state's last sighting

@@ -18,7 +18,7 @@ from app.matchers import parse_filters
 from app.migrate import migrate
 from app.seed import seed_events
 from app.services import Endpoints
-from sinks.postgres import _STORE_BATCH, _columns
+from sinks.postgres import _STORE_BATCH, BatchRows, store_batch_args
 from web.queries import HistoryQuery
 
 N_EVENTS = 1_000_000
@@ -110,23 +110,21 @@ async def test_resends_update_rows_in_place(plans: asyncpg.Connection) -> None:
     be HOT updates (no new index entries), which needs no index on those columns and room in the page."""
     now_ms = int(NOW.timestamp() * 1000)  # the pipeline's times: whole milliseconds (the broker's)
     event = [
-        1 << 60, "fp-hot", "firing", '{"alertname": "Hot"}', "{}", NOW, None, "", now_ms, "first_seen", now_ms, 0,
-        False, "warning", "other", None, None,
+        1 << 60, "fp-hot", "firing", {"alertname": "Hot"}, {}, now_ms * 1000, None, "", now_ms, "first_seen",
+        now_ms, 0, False, "warning", "other", None, None,
     ]  # fmt: skip
     alert = [
-        "fp-hot", '{"alertname": "Hot"}', "{}", "firing", now_ms, None, "", now_ms, now_ms, 1, False, "warning", 1,
+        "fp-hot", {"alertname": "Hot"}, {}, "firing", now_ms, None, "", now_ms, now_ms, 1, False, "warning", 1,
         None, None,
     ]  # fmt: skip
 
-    async def store(offset: int, events=(), counters=(), alerts=(), touches=()) -> None:  # type: ignore[no-untyped-def]
-        touched = [t[0] for t in touches], [t[1] for t in touches]
-        args = _columns(list(events), 17) + _columns(list(counters), 4) + _columns(list(alerts), 15) + [*touched]
-        stale = await plans.fetchval(_STORE_BATCH, "hot-test", [0], [offset + 1], [0], [offset], *args)
+    async def store(offset: int, rows: BatchRows) -> None:
+        stale = await plans.fetchval(_STORE_BATCH, *store_batch_args("hot-test", rows, {0: offset}, {0: offset + 1}))
         assert stale is None
 
     async with plans.transaction():
-        await store(0, events=[event], alerts=[alert])
-        await store(1, counters=[(1 << 60, 5, now_ms + 30_000, now_ms)], touches=[("fp-hot", now_ms + 30_000)])
+        await store(0, BatchRows(inserts={1 << 60: event}, alerts={"fp-hot": alert}))
+        await store(1, BatchRows(counters={1 << 60: (5, now_ms + 30_000, now_ms)}, touches={"fp-hot": now_ms + 30_000}))
         row = await plans.fetchrow("SELECT tableoid::regclass::text AS part, last_seen_at FROM alert_events"
                                    " WHERE id = $1", 1 << 60)  # fmt: skip
         hot = await plans.fetchval(
