@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from app.migrate import migrate
 from app.services import Endpoints
 
 T = TypeVar("T")
@@ -176,3 +178,22 @@ async def db(endpoints: Endpoints) -> AsyncIterator[asyncpg.Pool]:
 def unique(prefix: str = "T") -> str:
     """A label value no other test uses."""
     return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@asynccontextmanager
+async def scratch_database(endpoints: Endpoints, prefix: str) -> AsyncIterator[asyncpg.Connection]:
+    """A migrated database of its own, dropped afterwards: for tests that fill or inspect whole tables."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(endpoints.database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = endpoints.database_url.rsplit("/", 1)[0] + "/" + name
+    try:
+        await migrate(url)
+        conn = await asyncpg.connect(url)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}"')
+        await admin.close()

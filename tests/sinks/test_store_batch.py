@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 
-from app.migrate import migrate
 from app.services import Endpoints
 from sinks.postgres import _STORE_BATCH, BatchRows, _us, store_batch_args
+from tests.fixtures import scratch_database
 
 
 @pytest.fixture
 async def db(endpoints: Endpoints) -> AsyncIterator[asyncpg.Connection]:
-    name = f"store_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(endpoints.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = endpoints.database_url.rsplit("/", 1)[0] + "/" + name
-    await migrate(url)
-    conn = await asyncpg.connect(url)
-    yield conn
-    await conn.close()
-    await admin.execute(f'DROP DATABASE "{name}"')
-    await admin.close()
+    async with scratch_database(endpoints, "store") as conn:
+        yield conn
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ Assertions are on EXPLAIN plans, never on time (timings live in `make bench`).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,10 +14,10 @@ import orjson
 import pytest
 
 from app.matchers import parse_filters
-from app.migrate import migrate
 from app.seed import seed_events
 from app.services import Endpoints
 from sinks.postgres import _STORE_BATCH, BatchRows, store_batch_args
+from tests.fixtures import scratch_database
 from web.queries import HistoryQuery
 
 N_EVENTS = 1_000_000
@@ -27,17 +26,9 @@ NOW = datetime.now(UTC)
 
 @pytest.fixture(scope="module")
 async def plans(endpoints: Endpoints) -> AsyncIterator[asyncpg.Connection]:
-    name = f"plans_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(endpoints.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = endpoints.database_url.rsplit("/", 1)[0] + "/" + name
-    await migrate(url)
-    conn = await asyncpg.connect(url)
-    await seed_events(conn, N_EVENTS, days=30, now=NOW)
-    yield conn
-    await conn.close()
-    await admin.execute(f'DROP DATABASE "{name}"')
-    await admin.close()
+    async with scratch_database(endpoints, "plans") as conn:
+        await seed_events(conn, N_EVENTS, days=30, now=NOW)
+        yield conn
 
 
 async def explain(conn: asyncpg.Connection, sql: str, args: list[Any]) -> list[dict[str, Any]]:
