@@ -220,11 +220,11 @@ class Pipeline:
     def _resend(self, batch: Batch, msg: ConsumerRecord, position: Position, replay: bool, partitions: int) -> bool:
         """Decide a message byte-identical to the one its fingerprint's state last applied, without decoding it
         (most of the stream: Alertmanager's repeat_interval resends and HA copies). False: decode it."""
+        if ingest.key_partition(msg.key, partitions) != msg.partition:
+            return False
         try:
             fp = msg.key.decode("ascii")
         except UnicodeDecodeError:
-            return False
-        if ingest.owner_partition(fp, partitions) != msg.partition:
             return False
         prev = self._state(batch, fp, msg.partition)
         if prev is None or prev.value_hash is None or prev.value_hash != ingest.value_hash(msg.value or b""):

@@ -198,23 +198,23 @@ class PostgresSink:
         for o in outcomes:
             first.setdefault(o.position.partition, o.position.offset)
 
+        args = store_batch_args(topic, rows, first, next_offsets)  # serialised once, whatever the retries
+
         async def attempt() -> None:
             await self.ensure_partitions(days)
             try:
-                await self._write(topic, rows, first, next_offsets)
+                await self._write(args)
             except asyncpg.exceptions.CheckViolationError as exc:
                 if "no partition" not in str(exc):
                     raise
                 self.forget_partitions()  # retention dropped a day we had cached: recreate it once
                 await self.ensure_partitions(days)
-                await self._write(topic, rows, first, next_offsets)
+                await self._write(args)
 
         await retry("write batch to PostgreSQL", attempt, retryable=is_retryable, deadline_s=120)
 
-    async def _write(
-        self, topic: str, rows: BatchRows, first: Mapping[int, int], next_offsets: Mapping[int, int]
-    ) -> None:
+    async def _write(self, args: Sequence[object]) -> None:
         assert self.pool is not None
-        stale = await self.pool.fetchval(_STORE_BATCH, *store_batch_args(topic, rows, first, next_offsets))
+        stale = await self.pool.fetchval(_STORE_BATCH, *args)
         if stale is not None:
             raise StaleBatch(stale)
