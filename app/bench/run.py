@@ -190,19 +190,21 @@ async def webhook_load(
     done = asyncio.Event()
     headers = {"Content-Type": "application/json"}
 
+    # Generated before the clock starts, as the e2e backlog is: the load generator shares the machine, and
+    # making the stream as it went (11 µs an alert) took a fifth of a core at 20k/s from what was measured.
+    head = b'{"version":"4","status":"firing","receiver":"bench","alerts":['
+    batches = [list(itertools.islice(stream, min(50, alerts - k))) for k in range(0, alerts, 50)]
+    bodies = iter([(len(b), head + b",".join(b) + b"]}") for b in batches])
+
     async def client(session: aiohttp.ClientSession) -> None:
         nonlocal sent
         interval = concurrency * 50 / rate if rate else 0.0  # seconds between one client's batches
         next_at = time.perf_counter()
-        while sent < alerts:
+        for n, body in bodies:  # shared: each body goes out once, from whichever client is free
             if interval:
                 next_at += interval
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-            batch = list(itertools.islice(stream, min(50, alerts - sent)))  # others may have sent the rest
-            if not batch:
-                break
-            sent += len(batch)
-            body = b'{"version":"4","status":"firing","receiver":"bench","alerts":[' + b",".join(batch) + b"]}"
+            sent += n
             t = time.perf_counter()
             async with session.post(f"{url}/webhook", data=body, headers=headers) as r:
                 if r.status != 202:
