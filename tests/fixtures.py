@@ -181,19 +181,26 @@ def unique(prefix: str = "T") -> str:
 
 
 @asynccontextmanager
-async def scratch_database(endpoints: Endpoints, prefix: str) -> AsyncIterator[asyncpg.Connection]:
-    """A migrated database of its own, dropped afterwards: for tests that fill or inspect whole tables."""
+async def scratch_database_url(endpoints: Endpoints, prefix: str) -> AsyncIterator[str]:
+    """A migrated database of its own, dropped afterwards (its clients too): for tests that fill whole tables."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(endpoints.database_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    url = endpoints.database_url.rsplit("/", 1)[0] + "/" + name
     try:
+        url = endpoints.database_url.rsplit("/", 1)[0] + "/" + name
         await migrate(url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@asynccontextmanager
+async def scratch_database(endpoints: Endpoints, prefix: str) -> AsyncIterator[asyncpg.Connection]:
+    """scratch_database_url, connected."""
+    async with scratch_database_url(endpoints, prefix) as url:
         conn = await asyncpg.connect(url)
         try:
             yield conn
         finally:
             await conn.close()
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}"')
-        await admin.close()
