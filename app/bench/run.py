@@ -401,15 +401,21 @@ async def naive_phase(r: Run) -> None:
     await wait_ready(r.url, r.start_worker())  # the same group and state: it carries on where it stopped
 
 
+async def side_topic(settings: Settings, suffix: str) -> str:
+    """A topic of its own for one phase (same partitions), named after the run's: created, and its name."""
+    from app.topics import ensure_topics
+
+    topic = f"{settings.topic}-{suffix}"
+    await ensure_topics(settings.model_copy(update={"topic": topic}))
+    return topic
+
+
 async def webhook_phase(r: Run) -> None:
     """The bridge of a web node (as deployed: it takes no partitions), first alone: onto a topic of its own that
     no worker reads, so the figure is the bridge's and not the machine's two cores shared with a worker. Then
     the stream goes on through it into the worker's topic: as fast as 16 clients go, and paced at half the e2e
     rate, with freshness probes (2xx → stored) in both."""
-    from app.topics import ensure_topics
-
-    bridge_topic = f"{r.settings.topic}-bridge"
-    await ensure_topics(r.settings.model_copy(update={"topic": bridge_topic}))
+    bridge_topic = await side_topic(r.settings, "bridge")
     alone = await _with_web_node(r, {f"{ENV_PREFIX}TOPIC": bridge_topic}, "web-node-alone.log", _bridge_alone)
     r.res.add("webhook_alerts_per_s", "webhook bridge alone, batches of 50", alone["rate"], "alerts/s", "≥ 20,000",
               alone["rate"] >= 20_000)  # fmt: skip
@@ -528,10 +534,7 @@ async def scale_out(
     db: asyncpg.Pool,
 ) -> float:
     """The same backlog on a second topic, drained by two workers of one consumer group."""
-    from app.topics import ensure_topics
-
-    topic = f"{settings.topic}-x2"
-    await ensure_topics(settings.model_copy(update={"topic": topic}))
+    topic = await side_topic(settings, "x2")
     await produce(ep, topic, messages)
     workers = [
         Proc("app.cli", {**env, f"{ENV_PREFIX}TOPIC": topic, f"{ENV_PREFIX}APP_ID": f"{topic}-group",
@@ -552,10 +555,7 @@ async def churn(
 ) -> dict[str, float | None]:
     """`n` distinct fingerprints, one firing event each, through one worker: its RSS and table with all of
     them live, then after they have expired (the same group and state restarted with 1 s windows)."""
-    from app.topics import ensure_topics
-
-    topic = f"{settings.topic}-churn"
-    await ensure_topics(settings.model_copy(update={"topic": topic}))
+    topic = await side_topic(settings, "churn")
     await produce(ep, topic, _distinct(n, topic), n)
     state_dir = workdir / "state-churn"
     churn_env = {**env, f"{ENV_PREFIX}TOPIC": topic, f"{ENV_PREFIX}APP_ID": f"{topic}-group",
