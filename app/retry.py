@@ -33,8 +33,12 @@ async def retry(
     deadline_s: float = 30.0,
     first_delay_s: float = 0.1,
     max_delay_s: float = 5.0,
+    attempt_timeout_s: float | None = None,
 ) -> T:
-    """Call until it succeeds, a non-retryable error is raised, or the deadline passes."""
+    """Call until it succeeds, a non-retryable error is raised, or the deadline passes.
+
+    With `attempt_timeout_s`, an attempt is cancelled after that long, or when the deadline comes: a
+    peer that stops answering cannot hold the caller past its deadline (a timeout must be retryable)."""
     start = time.monotonic()
     delay = first_delay_s
     attempts = 0
@@ -42,7 +46,10 @@ async def retry(
     while True:
         attempts += 1
         try:
-            return await call()
+            if attempt_timeout_s is None:
+                return await call()
+            left = max(0.001, deadline_s - (time.monotonic() - start))
+            return await asyncio.wait_for(call(), min(attempt_timeout_s, left))
         except Exception as exc:
             if not retryable(exc):
                 raise
