@@ -19,8 +19,9 @@ from app.records import EPOCH, MILLISECOND, AlertEvent, Position
 
 # Header a re-keyed copy carries, so a copy produced twice (crash before commit) counts once.
 ORIGIN_HEADER = "alert-history-origin"
-# Header naming why a message went to the dead-letter topic.
+# Headers of a dead letter: why it went there, and topic/partition/offset it came from.
 DLQ_REASON_HEADER = "alert-history-error"
+SOURCE_HEADER = "alert-history-source"
 
 
 class Rejected(Exception):

@@ -134,7 +134,7 @@ def create_app(settings: Settings) -> AlertHistoryApp:
     app.pipeline = None
     if settings.pipeline_enabled:
         app.pipeline = wire(app, settings, app.resources.sink)
-        app.resources.closers.append(app.pipeline.holes.close)
+        app.resources.closers.append(app.pipeline.history.holes.close)
         _schedule_upkeep(app)
     else:
         app.producer_only = True  # Faust starts the web server and the producer: no consumer, no group to join

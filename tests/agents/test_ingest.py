@@ -69,7 +69,7 @@ def test_owner_partition_is_kafkas_murmur2() -> None:
 def test_holes_are_found_against_stored_offsets_and_between_messages() -> None:
     from aiokafka.structs import ConsumerRecord
 
-    from agents.holes import find_holes
+    from agents.history.holes import find_holes
 
     def ev(p: int, o: int) -> ConsumerRecord:
         return ConsumerRecord("alerts", p, o, 0, 1, None, b"{}", None, 0, 2, ())
