@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,7 +22,9 @@ import pytest
 from multidict import CIMultiDict
 
 from app.settings import load_settings
-from tests.fixtures import Worker, unique
+from app.topics import end_offsets
+from tests.agents.streams import read_topic
+from tests.fixtures import Worker, eventually, free_port, unique
 from tests.web.test_alertmanager_api import prometheus_alert
 from tests.web.test_webhook import am_alert, webhook
 from web.auth import (
@@ -311,3 +315,92 @@ async def test_writes_open_without_api_token_are_warned_once_at_start(nodes: dic
     assert not any(
         "ALERT_HISTORY_API_TOKEN is not set" in line for line in nodes["api"].log_path.read_text().splitlines()
     )
+
+
+# ---- the README's recipes, run for real ----------------------------------------------------------------------
+
+
+async def run(*argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_the_readme_openssl_signature_is_accepted(nodes: dict[str, Worker], http: aiohttp.ClientSession) -> None:
+    body = b'{"version":"4","status":"firing","receiver":"x","alerts":[{"labels":{"alertname":"Signed"}}]}'
+    code, out, err = await run("openssl", "dgst", "-sha256", "-hmac", HOOK, "-r", stdin=body)
+    assert code == 0, err
+    signature = "sha256=" + out.split(" ")[0]
+    assert signature == sign(HOOK.encode(), body)
+    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature}
+    async with http.post(f"{nodes['signed'].url}/webhook", data=body, headers=headers) as r:
+        assert r.status == 202, await r.text()
+
+
+async def test_amtool_reads_with_the_read_token_through_its_http_config(
+    nodes: dict[str, Worker], tmp_path: Path
+) -> None:
+    url = f"--alertmanager.url={nodes['both'].url}"
+    code, _, err = await run("amtool", "alert", "query", url)
+    assert code != 0 and "401" in err, err
+    (tmp_path / "token").write_text(READ)
+    (tmp_path / "http.yml").write_text(f"authorization:\n  credentials_file: {tmp_path / 'token'}\n")
+    code, _, err = await run("amtool", "alert", "query", url, f"--http.config.file={tmp_path / 'http.yml'}")
+    assert code == 0, err
+
+
+async def test_alertmanager_delivers_with_the_readme_http_config(nodes: dict[str, Worker], tmp_path: Path) -> None:
+    """A real Alertmanager, configured as the README says, gets its webhook through a node that needs the token."""
+    node = nodes["api"]
+    am_port = free_port()
+    (tmp_path / "token").write_text(API)
+    (tmp_path / "alertmanager.yml").write_text(
+        f"""
+route: {{receiver: alert-history, group_wait: 0s, group_interval: 1s}}
+receivers:
+  - name: alert-history
+    webhook_configs:
+      - url: {node.url}/webhook
+        send_resolved: true
+        max_alerts: 0
+        http_config:
+          authorization:
+            credentials_file: {tmp_path / "token"}
+"""
+    )
+    start = await end_offsets(node.endpoints.kafka_brokers, node.topic)
+    log = (tmp_path / "alertmanager.log").open("wb")
+    am = await asyncio.create_subprocess_exec(
+        "prometheus-alertmanager", f"--config.file={tmp_path / 'alertmanager.yml'}",
+        f"--storage.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{am_port}",
+        "--cluster.listen-address=", stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    run_id = unique("AM")
+    try:
+
+        async def posted() -> bool:
+            alert = [{"labels": {"alertname": "ViaAlertmanager", "run": run_id}}]
+            try:
+                async with (
+                    aiohttp.ClientSession() as s,
+                    s.post(f"http://127.0.0.1:{am_port}/api/v2/alerts", json=alert) as r,
+                ):
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(posted, what="Alertmanager to take the alert")
+
+        async def delivered() -> bool:
+            messages = await read_topic(node.endpoints.kafka_brokers, node.topic, start)
+            return any(run_id.encode() in m.value for m in messages)
+
+        await eventually(delivered, timeout=30, what="Alertmanager's webhook on the node's topic")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{(tmp_path / 'alertmanager.log').read_text()[-3000:]}") from None
+    finally:
+        am.terminate()
+        await asyncio.wait_for(am.wait(), 10)
+        log.close()
