@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from pydantic import SecretStr
+
 from app.settings import ENV_PREFIX, Settings
 
 
@@ -42,6 +44,7 @@ SIGNATURE_PREFIX = "sha256="
 _WRITE_NEEDS = f"Authorization: Bearer <{ENV_PREFIX}API_TOKEN>"
 _READ_NEEDS = f"Authorization: Bearer <{ENV_PREFIX}READ_TOKEN or {ENV_PREFIX}API_TOKEN>"
 _SIGNED_NEEDS = f"{SIGNATURE_HEADER}: {SIGNATURE_PREFIX}<hex HMAC-SHA256 of the body with {ENV_PREFIX}WEBHOOK_SECRET>"
+_MISSING = "the Authorization header is missing"
 
 
 def access(method: str, route: str) -> Access:
@@ -61,8 +64,8 @@ class Keys:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Keys:
-        def raw(secret: object) -> bytes | None:
-            return None if secret is None else secret.get_secret_value().encode()  # type: ignore[attr-defined]
+        def raw(secret: SecretStr | None) -> bytes | None:
+            return None if secret is None else secret.get_secret_value().encode()
 
         return cls(raw(settings.api_token), raw(settings.read_token), raw(settings.webhook_secret))
 
@@ -86,13 +89,13 @@ def decide(
     of the token; `body`: its raw bytes, which the caller reads only when a signature came with the request."""
     if not keys.guards(need):
         return None
-    signable = signable and need is Access.WRITE and keys.webhook is not None
+    signature_key = keys.webhook if signable and need is Access.WRITE else None
     needs = _WRITE_NEEDS if need is Access.WRITE else _READ_NEEDS
     problems = []
-    if signable:
+    if signature_key is not None:
         needs += f" or {_SIGNED_NEEDS}"
         if SIGNATURE_HEADER in headers:
-            problem = _signature_problem(keys.webhook, headers[SIGNATURE_HEADER], body or b"")  # type: ignore[arg-type]
+            problem = _signature_problem(signature_key, headers[SIGNATURE_HEADER], body or b"")
             if problem is None:
                 return None
             problems.append(problem)
@@ -107,9 +110,6 @@ def decide(
         problems.append(problem)
     error = "invalid_token" if token is not None else None if problem == _MISSING else "invalid_request"
     return Denied(f"{needs}: {'; '.join(problems)}", _challenge(error))
-
-
-_MISSING = "the Authorization header is missing"
 
 
 def _bearer(header: str | None) -> tuple[bytes | None, str]:
