@@ -1,26 +1,20 @@
-"""Property: for any generated stream, the pipeline's PostgreSQL rows equal the reference model's.
-
-Streams mix duplicates, HA copies, transitions, old episodes, interleaved fingerprints, producers that
-key by something else or nothing, messages without fingerprint or status, poison, and pauses longer
-than the dedup window. Windows are short (1 s dedup, 3 s flap) so a few pauses cross them.
-"""
+"""Property: for any generated stream (tests/agents/generated.py), a real worker's PostgreSQL rows equal the
+reference model's. Windows are short (1 s dedup, 3 s flap) so a few pauses cross them."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, Phase, event, given, settings
-from hypothesis import strategies as st
 
-from app.fingerprint import fingerprint
 from app.topics import end_offsets
+from tests.agents.generated import message, streams
 from tests.agents.streams import assert_equals_model, drained, read_topic
 from tests.fixtures import Worker
 
@@ -28,57 +22,11 @@ PAUSE_S = 1.3  # longer than the 1 s dedup window
 CI = os.environ.get("CI") == "true"
 EXAMPLES = int(os.environ.get("ALERT_HISTORY_MODEL_EXAMPLES", "15"))
 
-send = st.fixed_dictionaries(
-    {
-        "alert": st.integers(0, 2),
-        "status": st.sampled_from(["firing", "resolved", None]),
-        "episode": st.integers(0, 2),
-        "ends": st.sampled_from(["none", "past", "future"]),
-        "key": st.sampled_from(["fingerprint", "fingerprint", "none", "other"]),
-        "with_fingerprint": st.booleans(),
-    }
-).map(lambda s: ("send", s))
-again = st.just(("again", None))  # the previous alert once more: a resend or an HA pair's copy
-poison = st.sampled_from([("poison", b"not json"), ("poison", b'{"status": "firing"}'), ("poison", b'{"labels": {}}')])
-pause = st.just(("pause", None))
-# one_of draws its branches evenly: repeating one weights it.
-step = st.one_of(send, send, send, again, again, poison, pause)
-
-
-def _at_most_two_pauses(steps: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    out, pauses = [], 0
-    for s in steps:
-        pauses += s[0] == "pause"
-        if s[0] != "pause" or pauses <= 2:
-            out.append(s)
-    return out
-
-
-# Every stream starts with a send: the topic's code exists, and the rows compared are never all empty.
-streams = st.tuples(send, st.lists(step, min_size=8, max_size=40)).map(lambda t: _at_most_two_pauses([t[0], *t[1]]))
-
-
 @pytest.fixture(scope="module")
 async def model_worker(make_worker) -> Worker:  # type: ignore[no-untyped-def]
     w = make_worker(dedup_window=1, flap_window=3, flap_threshold=3)
     await w.wait_ready()
     return w
-
-
-def _message(s: dict[str, Any], run: str, now: datetime) -> tuple[bytes | None, bytes]:
-    labels = {"alertname": "ModelCheck", "run": run, "instance": f"host-{s['alert']}:9100"}
-    fp = fingerprint(labels)
-    starts = now - timedelta(hours=3 - s["episode"])
-    ends = {"none": None, "past": starts + timedelta(minutes=5), "future": now + timedelta(hours=1)}[s["ends"]]
-    body: dict[str, Any] = {"labels": labels, "startsAt": starts.isoformat(timespec="milliseconds")}
-    if ends is not None:
-        body["endsAt"] = ends.isoformat(timespec="milliseconds")
-    if s["status"] is not None:
-        body["status"] = s["status"]
-    if s["with_fingerprint"]:
-        body["fingerprint"] = fp
-    key = {"fingerprint": fp.encode(), "none": None, "other": f"other-{s['alert']}".encode()}[s["key"]]
-    return key, orjson.dumps(body)
 
 
 async def _play(worker: Worker, steps: list[tuple[str, Any]], run: str) -> None:
@@ -93,7 +41,7 @@ async def _play(worker: Worker, steps: list[tuple[str, Any]], run: str) -> None:
             elif kind == "poison":
                 await producer.send_and_wait(worker.topic, arg)
             elif kind == "send" or previous is not None:
-                previous = _message(arg, run, now) if kind == "send" else previous
+                previous = message(arg, run, now) if kind == "send" else previous
                 await producer.send_and_wait(worker.topic, previous[1], key=previous[0])
     finally:
         await producer.stop()
