@@ -51,8 +51,10 @@ def sustained_rate(samples: list[Sample]) -> float:
 
 
 def sustained_cpu_us(samples: list[Sample]) -> dict[str, float | None]:
-    """CPU µs per item of each watched process over the same stretch as `sustained_rate`."""
-    start, end = sustained(samples)
+    """CPU µs per item of each watched process, from the sample before the first progress to the last: the first
+    batch is decided, and its rows written, before PostgreSQL shows it stored."""
+    first = next((i for i, s in enumerate(samples) if s.n > 0), 0)
+    start, end = samples[max(first - 1, 0)], samples[-1]
     return cpu_us_per(start.cpu, end.cpu, end.n - start.n)
 
 
