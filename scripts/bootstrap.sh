@@ -7,7 +7,7 @@ KAFKA_VERSION=3.9.1
 CACHE="${ALERT_HISTORY_CACHE:-$HOME/.cache/alert-history}"
 KAFKA_LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
 # The distribution's CPython where it has one: Debian builds it with PGO and LTO and links libpython
-# statically, and the worker ran 1.3x faster on it than on a plain source build (--enable-shared, no PGO).
+# statically, and the worker runs faster on it than on a plain source build (docs/performance.md).
 if [ -z "${PYTHON:-}" ]; then
   for candidate in /usr/bin/python3.11 python3.11 python3; do
     if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import ensurepip, venv' 2>/dev/null; then
