@@ -142,11 +142,14 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def open_pool(url: str, size: int) -> asyncpg.Pool:
-    """An asyncpg pool with our codecs, retried while PostgreSQL is still starting."""
+async def open_pool(url: str, size: int, *, command_timeout: float | None = None) -> asyncpg.Pool:
+    """An asyncpg pool with our codecs, retried while PostgreSQL is still starting. `command_timeout`: seconds a
+    statement may go unanswered before the client gives up (asyncio.TimeoutError); None waits as long as it takes."""
     return await retry(
         "connect to PostgreSQL",
-        lambda: asyncpg.create_pool(url, min_size=1, max_size=size, init=_init_connection),
+        lambda: asyncpg.create_pool(
+            url, min_size=1, max_size=size, init=_init_connection, command_timeout=command_timeout
+        ),
         retryable=is_retryable,
     )
 
