@@ -42,7 +42,12 @@ class Resources(mode.Service):
     async def on_start(self) -> None:
         if self.settings.pipeline_enabled:
             await self.sink.open()
-        self.db = await open_pool(self.settings.database_url, 8)  # type: ignore[arg-type]
+        # Reads give up on a PostgreSQL that does not answer (a 503) rather than hang the request.
+        self.db = await open_pool(
+            self.settings.database_url,  # type: ignore[arg-type]
+            8,
+            command_timeout=self.settings.read_client_timeout,
+        )
         if self.settings.redis_url:
             client = aioredis.from_url(self.settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
             try:
