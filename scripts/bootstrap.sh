@@ -55,13 +55,8 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-# 3. Kafka jars from Maven Central, into a temp dir first so an interrupted fetch is never "done".
+# 3. Kafka jars from Maven Central: app/services.py's kafka_libs() fetches them (an installed wheel does the
+#    same), into a temp dir first so an interrupted fetch is never "done".
 if [ ! -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ]; then
-  echo "bootstrap: fetching Apache Kafka $KAFKA_VERSION jars with Maven"
-  tmp="$(mktemp -d "$CACHE.XXXX" 2>/dev/null || (mkdir -p "$CACHE" && mktemp -d "$CACHE/tmp.XXXX"))"
-  mvn -q -B -f build/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$tmp" \
-      -Dkafka.version="$KAFKA_VERSION"
-  mkdir -p "$(dirname "$KAFKA_LIBS")"
-  rm -rf "$KAFKA_LIBS"
-  mv "$tmp" "$KAFKA_LIBS"
+  .venv/bin/python -c 'from app.services import kafka_libs; kafka_libs()'
 fi
