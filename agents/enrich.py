@@ -21,7 +21,7 @@ _SEVERITY_ALIASES = {
 }  # fmt: skip
 
 # (classification, pattern over the lowercased "alertname summary description") — SRE's golden signals first.
-# Lowercasing once beats re.IGNORECASE, which matched these alternations 3-5 times slower (22 µs a text matching none).
+# Lowercased once and matched case-sensitively: re.IGNORECASE ran these alternations several times slower.
 _CLASSIFICATION_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern))
     for name, pattern in (

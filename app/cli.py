@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "migrate":
         return cmd_migrate(rest)
     if command == "bench":
-        from app.bench.run import main as bench_main
+        from app.bench.cli import main as bench_main
 
         return bench_main(rest)
     return _faust_main(_settings_or_exit(), argv)

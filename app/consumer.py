@@ -1,8 +1,8 @@
 """Faust's aiokafka consumer, delivering the pipeline's topic one fetched chunk at a time.
 
 Faust turns every fetched record into a message and an event and passes each through the conductor,
-the channel's queue, the stream and the ack bookkeeping: tens of microseconds of a worker's CPU per
-record, for a pipeline that decides and stores whole batches anyway. For the topics named in
+the channel's queue, the stream and the ack bookkeeping: more of a worker's CPU per record than deciding it
+(docs/performance.md), for a pipeline that decides and stores whole batches anyway. For the topics named in
 `app.chunked_topics` this consumer delivers each partition's records of one fetch (at most
 `CHUNK_RECORDS`) as one message whose value is a `RecordChunk` of aiokafka's records; acking that
 message acks every offset in it. Everything else stays Faust's: the agent consumes the stream, flow

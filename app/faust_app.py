@@ -42,7 +42,12 @@ class Resources(mode.Service):
     async def on_start(self) -> None:
         if self.settings.pipeline_enabled:
             await self.sink.open()
-        self.db = await open_pool(self.settings.database_url, 8)  # type: ignore[arg-type]
+        # Reads give up on a PostgreSQL that does not answer (a 503) rather than hang the request.
+        self.db = await open_pool(
+            self.settings.database_url,  # type: ignore[arg-type]
+            8,
+            command_timeout=self.settings.read_client_timeout,
+        )
         if self.settings.redis_url:
             client = aioredis.from_url(self.settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
             try:
@@ -64,7 +69,7 @@ class Resources(mode.Service):
 
 class Monitor(faust.Monitor):
     """Faust's monitor without its per-message statistics (timings, per-stream counters): nothing reads
-    them, our own metrics (app/metrics.py) count per batch, and they cost ~3% of a worker's CPU."""
+    them, our own metrics (app/metrics.py) count per batch, and they cost CPU on every message."""
 
     def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
         pass
@@ -164,9 +169,9 @@ def _at_start(app: AlertHistoryApp) -> None:
 def _tune_gc() -> None:
     """A batch's objects (messages, events, rows) outlive a few young collections and are then dropped, so
     at the default thresholds (700, 10, 10) they kept reaching the oldest generation and triggering full
-    collections: ~3 per second of 40-90 ms each, 14% of the loop's time and the worst of its stalls (seen as
-    webhook latency). Young collections every 50,000 allocations instead, and the objects that exist once
-    the worker has started (modules, the app) frozen out of every collection."""
+    collections, the loop's worst stalls (seen as webhook latency; docs/performance.md). Young collections
+    every 50,000 allocations instead, and the objects that exist once the worker has started (modules, the
+    app) frozen out of every collection."""
     gc.set_threshold(50_000, 10, 10)
     gc.freeze()
 

@@ -1,6 +1,9 @@
 """Alertmanager label matchers: parse (`a="b"`, `a=~"x|y"`, `{a="b",c!~"d"}`), evaluate, compile to SQL.
 
-Semantics follow Alertmanager: a missing label equals the empty string; regexes are fully anchored.
+Semantics follow Alertmanager: a missing label equals the empty string; regexes are fully anchored and
+are RE2 (Alertmanager's Go regexp), so matching one in Python takes linear time whatever the input.
+A regex that PostgreSQL runs (`matchers_to_sql`) must also compile there: the read views check that
+before their query (web/api.py `read_tx`).
 """
 
 from __future__ import annotations
@@ -10,8 +13,16 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
+
+import re2
 
 MAX_REGEX_LEN = 1024
+MAX_FILTER_LEN = 4096  # one filter= value
+MAX_MATCHERS = 32  # of one request, across its filter= values
+
+_RE2 = re2.Options()
+_RE2.log_errors = False  # a user's bad regex is their 400, not a line on our stderr
 
 
 class MatchOp(StrEnum):
@@ -30,7 +41,7 @@ class Matcher:
     name: str
     op: MatchOp
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _regex: Any = field(default=None, compare=False, repr=False)  # re2._Regexp (the package has no stubs)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         actual = labels.get(self.name, "")
@@ -43,7 +54,29 @@ class Matcher:
         return hit if self.op is MatchOp.RE else not hit
 
     def __str__(self) -> str:
-        return f"{self.name}{self.op}{json.dumps(self.value)}"
+        return f"{self.name}{self.op}{json.dumps(self.value, ensure_ascii=False)}"
+
+    @property
+    def sql_regex(self) -> str:
+        """The regex as PostgreSQL runs it: anchored like Alertmanager's; a leading `(?i)` (the one flag both
+        RE2 and PostgreSQL read the same way, and only at the start in PostgreSQL) stays in front."""
+        value = self.value
+        if value.startswith("(?i)"):
+            return f"(?i)^(?:{value[4:]})$"
+        return f"^(?:{value})$"
+
+
+def compile_re2(pattern: str) -> Any:
+    """An RE2 regex (matching takes linear time); ValueError saying why for one RE2 does not accept."""
+    if len(pattern) > MAX_REGEX_LEN:
+        raise ValueError(f"longer than {MAX_REGEX_LEN} characters")
+    try:
+        return re2.compile(pattern, _RE2)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValueError(reason) from None
+    except UnicodeError:
+        raise ValueError("not valid Unicode (a lone surrogate)") from None
 
 
 _TOKEN = re.compile(
@@ -55,8 +88,22 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
-# Python-only regex syntax PostgreSQL would read differently (or reject): refuse rather than mis-match.
-_NOT_PORTABLE = re.compile(r"\(\?P[<=]|\(\?<[=!]|\\[AZz]")
+# Escapes RE2 and PostgreSQL both accept but read differently (RE2: word boundaries; PostgreSQL: backspace and
+# backslash): refused rather than mis-matched. What only one of the two accepts, that one rejects.
+_NOT_PORTABLE = frozenset("bB")
+
+
+def _not_portable(regex: str) -> str | None:
+    """The first escape of `regex` that RE2 and PostgreSQL read differently, if any."""
+    i = 0
+    while i < len(regex) - 1:
+        if regex[i] == "\\":
+            if regex[i + 1] in _NOT_PORTABLE:
+                return regex[i : i + 2]
+            i += 2
+        else:
+            i += 1
+    return None
 
 
 def _unquote(text: str, whole: str) -> str:
@@ -84,12 +131,16 @@ def _make(name: str, op: str, value: str, whole: str) -> Matcher:
     if mop in (MatchOp.RE, MatchOp.NRE):
         if len(value) > MAX_REGEX_LEN:
             raise MatcherError(f"bad matcher {whole!r}: regex longer than {MAX_REGEX_LEN} characters")
-        if _NOT_PORTABLE.search(value):
-            raise MatcherError(f"bad matcher {whole!r}: regex uses syntax PostgreSQL does not share")
+        escape = _not_portable(value)
+        if escape:
+            raise MatcherError(
+                f"bad matcher {whole!r}: {escape} means a word boundary in Alertmanager (RE2) but not in "
+                "PostgreSQL, which runs it here; use an explicit class such as [^a-zA-Z0-9_]"
+            )
         try:
-            regex = re.compile(f"(?:{value})")
-        except re.error as exc:
-            raise MatcherError(f"bad matcher {whole!r}: invalid regular expression: {exc}") from None
+            regex = compile_re2(value)
+        except ValueError as exc:
+            raise MatcherError(f"bad matcher {whole!r}: invalid regular expression (RE2): {exc}") from None
     return Matcher(name, mop, value, regex)
 
 
@@ -129,7 +180,19 @@ def parse_matchers(text: str) -> list[Matcher]:
 
 
 def parse_filters(values: Iterable[str]) -> list[Matcher]:
-    return [m for value in values for m in parse_matchers(value)]
+    """A request's `filter=` values: at most MAX_MATCHERS of them, each at most MAX_FILTER_LEN characters, and
+    MAX_MATCHERS matchers in all."""
+    values = list(values)
+    if len(values) > MAX_MATCHERS:
+        raise MatcherError(f"{len(values)} filter values; at most {MAX_MATCHERS} in one request")
+    out: list[Matcher] = []
+    for value in values:
+        if len(value) > MAX_FILTER_LEN:
+            raise MatcherError(f"bad matcher {value[:40]!r}…: longer than {MAX_FILTER_LEN} characters")
+        out += parse_matchers(value)
+        if len(out) > MAX_MATCHERS:
+            raise MatcherError(f"more than {MAX_MATCHERS} matchers in one request")
+    return out
 
 
 _COLUMN = re.compile(r"^[a-z_][a-z0-9_.]*$")
@@ -164,5 +227,5 @@ def matchers_to_sql(
             clauses.append(f"{label} <> {param(m.value)}")
         else:
             sql_op = "~" if m.op is MatchOp.RE else "!~"
-            clauses.append(f"{label} {sql_op} {param(f'^(?:{m.value})$')}")
+            clauses.append(f"{label} {sql_op} {param(m.sql_regex)}")
     return clauses, params

@@ -15,15 +15,16 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 KAFKA_VERSION = "3.9.1"
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -281,11 +282,38 @@ class ServiceStack:
 
 
 def kafka_libs() -> Path:
+    """The broker's jars in the cache; fetched from Maven Central with `mvn` the first time."""
     cache = Path(os.environ.get("ALERT_HISTORY_CACHE", Path.home() / ".cache" / "alert-history"))
     libs = cache / f"kafka-{KAFKA_VERSION}" / "libs"
     if not (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
-        subprocess.run(["bash", str(REPO / "scripts" / "bootstrap.sh")], check=True)
+        _fetch_kafka_libs(libs)
     return libs
+
+
+def _fetch_kafka_libs(libs: Path) -> None:
+    """`mvn dependency:copy-dependencies` of the pom shipped as package data, so an installed wheel can do it."""
+    if shutil.which("mvn") is None:
+        raise ServiceError(
+            f"the Apache Kafka {KAFKA_VERSION} jars are not in {libs} and Maven is not installed to fetch them: "
+            "apt-get install maven (and Java 17), or set ALERT_HISTORY_KAFKA_BROKERS to a running broker"
+        )
+    print(f"fetching Apache Kafka {KAFKA_VERSION} jars with Maven into {libs}", file=sys.stderr, flush=True)
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="fetch-", dir=libs.parent))  # renamed into place only when complete
+    try:
+        pom = work / "pom.xml"
+        pom.write_bytes(resources.files("app").joinpath("kafka-pom.xml").read_bytes())
+        argv = ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies"]
+        argv += [f"-DoutputDirectory={work / 'libs'}", f"-Dkafka.version={KAFKA_VERSION}"]
+        result = subprocess.run(argv, capture_output=True, text=True)
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr)[-3000:]
+            raise ServiceError(f"fetching the Kafka jars failed ({' '.join(argv)}):\n{output}")
+        if not (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():  # else another process was quicker
+            shutil.rmtree(libs, ignore_errors=True)
+            (work / "libs").rename(libs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def postgres_bindir() -> str:

@@ -117,6 +117,17 @@ class Settings(BaseSettings):
             raise ConfigError(f"{ENV_PREFIX}KAFKA_BROKERS is not set")
         return ";".join(f"kafka://{b.strip()}" for b in self.kafka_brokers.split(",") if b.strip())
 
+    # Reads (web/): limits that keep a hostile or runaway reader from holding a node's connections.
+    ndjson_streams: int = Field(4, ge=1, le=1000, description="concurrent /history?format=ndjson streams per node")
+    ndjson_max_seconds: float = Field(300.0, gt=0, description="seconds: a longer stream ends with an error line")
+    ndjson_write_timeout: float = Field(30.0, gt=0, description="seconds: a client that reads nothing this long")
+
+    @property
+    def read_client_timeout(self) -> float:
+        """Seconds a read statement may go unanswered before the client gives up: 2 s past the statement timeout,
+        so PostgreSQL's own cancel comes first whenever PostgreSQL is answering at all."""
+        return self.query_timeout + 2.0
+
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, and have app.redact mask their secrets from then on. A bad value

@@ -2,7 +2,7 @@
 -- (last_seen_at). Such an update is HOT (no new index entries; old versions pruned within the page) only
 -- when no index covers a changed column and the page has room. alerts_status covered last_seen_at and pages
 -- were filled to 100%, so every resend added entries to every index of alerts, the GIN label index included.
--- Upserting 1,000 alerts rows of a 50,000-row table: 13.5 ms, 0% HOT before; 9.5 ms, 100% HOT after.
+-- (Measured before and after: docs/performance.md.)
 
 -- The Alertmanager v2 list reads the firing alerts by startsAt. Retention's hourly DELETE by last_seen_at
 -- now scans the table: once an hour rather than an index entry per resend.

@@ -1,6 +1,5 @@
 -- alerts.labels loses its GIN index. Every upsert that is not a HOT update (each transition: status and
--- startsAt are in alerts_firing) added an entry per label to it. Measured on a one-worker drain of 300k
--- events (50k fingerprints): 42 → 31-34 µs of PostgreSQL time per alerts upsert.
+-- startsAt are in alerts_firing) added an entry per label to it (its cost: docs/performance.md).
 --
 -- Its only reader was the Alertmanager v2 list, which reads the firing alerts through alerts_firing
 -- and checks the matchers on each of them, as Alertmanager itself does in memory. History queries

@@ -1,8 +1,8 @@
 -- alert_history_store_batch() takes each table's rows as one JSON array of row arrays instead of one
 -- array parameter per column. asyncpg checks every element of an array parameter against Python's
--- abstract base classes: building and encoding a batch's 38 column arrays cost the worker 28 ms of CPU
--- per 3,500-event batch, serialising the same rows with orjson 4 ms. PostgreSQL parses the JSON instead
--- (about 7 µs a new row); the worker's single thread is the scarcer of the two.
+-- abstract base classes, which cost the worker several times what serialising the same rows with orjson
+-- does. PostgreSQL parses the JSON instead; the worker's single thread is the scarcer of the two
+-- (figures: docs/performance.md).
 --
 -- Row layouts (sinks/postgres.py builds them): times the pipeline keeps (message times) are integer
 -- milliseconds, times a sender wrote (startsAt, endsAt) integer microseconds. Returns NULL once stored,
@@ -11,7 +11,7 @@
 DROP FUNCTION alert_history_store_batch;
 
 -- Exact for any time: to_timestamp of microseconds / 1e6 is a microsecond off for some times before
--- 1970 or after 2100 (checked on 200k random times); whole seconds and the rest apart never are.
+-- 1970 or after 2100; whole seconds and the rest apart never are.
 CREATE FUNCTION alert_history_from_us(us bigint) RETURNS timestamptz
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT to_timestamp(us / 1000000) + (us % 1000000) * interval '1 microsecond'

@@ -7,7 +7,7 @@ KAFKA_VERSION=3.9.1
 CACHE="${ALERT_HISTORY_CACHE:-$HOME/.cache/alert-history}"
 KAFKA_LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
 # The distribution's CPython where it has one: Debian builds it with PGO and LTO and links libpython
-# statically, and the worker ran 1.3x faster on it than on a plain source build (--enable-shared, no PGO).
+# statically, and the worker runs faster on it than on a plain source build (docs/performance.md).
 if [ -z "${PYTHON:-}" ]; then
   for candidate in /usr/bin/python3.11 python3.11 python3; do
     if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import ensurepip, venv' 2>/dev/null; then
@@ -55,13 +55,8 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-# 3. Kafka jars from Maven Central, into a temp dir first so an interrupted fetch is never "done".
+# 3. Kafka jars from Maven Central: app/services.py's kafka_libs() fetches them (an installed wheel does the
+#    same), into a temp dir first so an interrupted fetch is never "done".
 if [ ! -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ]; then
-  echo "bootstrap: fetching Apache Kafka $KAFKA_VERSION jars with Maven"
-  tmp="$(mktemp -d "$CACHE.XXXX" 2>/dev/null || (mkdir -p "$CACHE" && mktemp -d "$CACHE/tmp.XXXX"))"
-  mvn -q -B -f build/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$tmp" \
-      -Dkafka.version="$KAFKA_VERSION"
-  mkdir -p "$(dirname "$KAFKA_LIBS")"
-  rm -rf "$KAFKA_LIBS"
-  mv "$tmp" "$KAFKA_LIBS"
+  .venv/bin/python -c 'from app.services import kafka_libs; kafka_libs()'
 fi

@@ -32,7 +32,7 @@ _FIELDS = frozenset(f.name for f in dataclasses.fields(FingerprintState))
 
 
 def encode(state: FingerprintState) -> bytes:
-    """The fields as a JSON array in declaration order: a third of the time and half the bytes of an object.
+    """The fields as a JSON array in declaration order: quicker to encode and decode, and smaller, than an object.
     Fields are only ever added at the end, with a default, so older values still decode."""
     s = state
     return orjson.dumps([

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -16,7 +16,9 @@ from pydantic import BaseModel, ValidationError
 
 from agents.ingest import describe_validation_error
 from app import metrics
-from app.errors import BrokerUnavailable, InvalidAlert
+from app.errors import AlertHistoryError, BrokerUnavailable, InvalidAlert
+from app.matchers import Matcher, MatchOp
+from sinks.postgres import is_retryable
 from web import auth
 
 log = logging.getLogger(__name__)
@@ -52,13 +54,88 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return web.Response(body=dumps(body), status=status, content_type="application/json", headers=headers)
 
 
+class DatabaseUnavailable(AlertHistoryError):
+    """A read PostgreSQL did not answer (client-side timeout) or could not be reached; the request gets a 503."""
+
+
+class Busy(HTTPProblem):
+    """A request refused for want of capacity; the client may retry after `retry_after_s`."""
+
+    def __init__(self, status: int, message: str, retry_after_s: int) -> None:
+        super().__init__(status, message)
+        self.retry_after_s = retry_after_s
+
+
 @asynccontextmanager
-async def read_tx(pool: asyncpg.Pool, timeout_s: float) -> AsyncIterator[asyncpg.Connection]:
+async def read_tx(
+    pool: asyncpg.Pool, timeout_s: float, regexes: Sequence[tuple[str, str]] = ()
+) -> AsyncIterator[asyncpg.Connection]:
     """A read-only snapshot under a statement timeout: a slow regex or a huge range is cancelled, not left
-    to hold a connection (the caller maps the cancellation to a 503 naming the timeout)."""
-    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-        await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
-        yield conn
+    to hold a connection (the caller maps the cancellation to a 503 naming the timeout).
+
+    `regexes` are (what, pattern) pairs the reads will run: compiled by PostgreSQL first, in one statement, so a
+    pattern it rejects is a 400 naming it. A connection that fails or does not answer (the pool's client-side
+    timeout) is closed at once, never reused or waited for, and raises DatabaseUnavailable.
+    """
+    try:
+        conn = await pool.acquire(timeout=timeout_s)
+    except Exception as exc:
+        if _unavailable_error(exc):
+            raise DatabaseUnavailable(
+                _unavailable(exc, f"no read connection to PostgreSQL within {timeout_s:g} s")
+            ) from exc
+        raise
+    try:
+        tx = conn.transaction(readonly=True, isolation="repeatable_read")
+        await tx.start()
+        checked = False
+        try:
+            await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+            if regexes:
+                await conn.fetchrow(
+                    "SELECT " + ", ".join(f"'' ~ ${i}" for i in range(1, len(regexes) + 1)), *(p for _, p in regexes)
+                )
+            checked = True
+            yield conn
+        except BaseException as exc:
+            if isinstance(exc, Exception) and not _unavailable_error(exc):
+                await tx.rollback()
+            else:  # a cancelled or unanswered statement: the connection's state is unknown
+                conn.terminate()
+            if isinstance(exc, asyncpg.exceptions.InvalidRegularExpressionError) and not checked:
+                raise HTTPProblem(400, await _rejected_regex(conn, regexes)) from None
+            raise
+        await tx.rollback()  # read-only: nothing to commit
+    except Exception as exc:
+        if _unavailable_error(exc):
+            conn.terminate()  # its state is unknown: waiting for a cancel or a rollback could hang as long again
+            raise DatabaseUnavailable(
+                _unavailable(exc, f"PostgreSQL did not answer within the {timeout_s:g} s query timeout and a margin")
+            ) from exc
+        raise
+    finally:
+        await pool.release(conn)
+
+
+def _unavailable_error(exc: BaseException) -> bool:
+    """PostgreSQL unreachable, not answering (the pool's client-side timeout) or out of connections."""
+    return is_retryable(exc) or isinstance(exc, asyncpg.exceptions.InsufficientResourcesError)
+
+
+def _unavailable(exc: BaseException, what: str) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"{what} (client-side timeout): it may be overloaded or hung; nothing was read, try again later"
+    return f"PostgreSQL unavailable ({type(exc).__name__}: {exc}); nothing was read, try again later"
+
+
+async def _rejected_regex(conn: asyncpg.Connection, regexes: Sequence[tuple[str, str]]) -> str:
+    """After the combined check failed: which regex PostgreSQL rejects, and why (outside the snapshot)."""
+    for what, pattern in regexes:
+        try:
+            await conn.fetchval("SELECT '' ~ $1", pattern)
+        except asyncpg.exceptions.InvalidRegularExpressionError as exc:
+            return f"filter: bad matcher {what}: PostgreSQL, which runs it, rejects the regular expression: {exc}"
+    return "filter: PostgreSQL rejects one of the regular expressions"
 
 
 class ApiView(View):
@@ -71,6 +148,10 @@ class ApiView(View):
             if denied is not None:
                 return self._unauthorized(endpoint, denied)
             return await super().dispatch(request)
+        except Busy as exc:
+            response = self._problem(endpoint, exc.status, exc.message)
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+            return response
         except HTTPProblem as exc:
             return self._problem(endpoint, exc.status, exc.message)
         except InvalidAlert as exc:
@@ -83,13 +164,18 @@ class ApiView(View):
             return self._problem(
                 endpoint, 503, f"query cancelled after the {timeout:g} s statement timeout: narrow the range or filter"
             )
+        except DatabaseUnavailable as exc:
+            log.warning("read failed: %s", exc)
+            return self._problem(endpoint, 503, str(exc))
         except web.HTTPRequestEntityTooLarge as exc:
             limit = self.app.settings.max_body_bytes  # type: ignore[attr-defined]
             return self._problem(endpoint, 413, f"body larger than {limit} bytes ({exc.text})")
 
-    def snapshot(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
-        """Every read: a read-only snapshot on the query pool, under the statement timeout."""
-        return read_tx(self.app.resources.db, self.app.settings.query_timeout)  # type: ignore[attr-defined]
+    def snapshot(self, matchers: Sequence[Matcher] = ()) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """Every read: a read-only snapshot on the query pool, under the statement timeout, once PostgreSQL has
+        compiled the regexes of `matchers` (the ones the reads will run)."""
+        regexes = [(str(m), m.sql_regex) for m in matchers if m.op in (MatchOp.RE, MatchOp.NRE)]
+        return read_tx(self.app.resources.db, self.app.settings.query_timeout, regexes)  # type: ignore[attr-defined]
 
     def _problem(self, endpoint: str, status: int, message: str) -> web.Response:
         metrics.REJECTED.labels(endpoint, str(status)).inc()

@@ -1,96 +1,161 @@
-"""Query-string parameters → typed values; every failure is an HTTPProblem naming the parameter."""
+"""Query-string parameters → typed values; every failure is an HTTPProblem naming the parameter.
+
+A read view starts with `query(request)`: the query string decoded strictly (UTF-8, no NUL), so nothing
+PostgreSQL or a codec would refuse later reaches a statement.
+"""
 
 from __future__ import annotations
 
 import base64
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import unquote_to_bytes
 
-from multidict import MultiMapping
+from aiohttp import web
+from multidict import MultiDict, MultiDictProxy, MultiMapping
 
-from app.matchers import MAX_REGEX_LEN, Matcher, MatcherError, parse_filters
+from app.matchers import Matcher, MatcherError, compile_re2, parse_filters
 from web.api import HTTPProblem
 
-_RELATIVE = re.compile(r"^-?(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
+_RELATIVE = re.compile(r"^-?(\d{1,12}(?:\.\d{1,9})?)(ms|s|m|h|d|w)$", re.ASCII)
+_INTEGER = re.compile(r"^[+-]?\d{1,18}$", re.ASCII)
+_CURSOR = re.compile(r"^k(-?\d{1,19})\.(\d{1,19})$", re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Times are Python datetimes in UTC: years 1 to 9999 (PostgreSQL's timestamptz holds more).
+MIN_TIME = datetime.min.replace(tzinfo=UTC)
+MAX_TIME = datetime.max.replace(tzinfo=UTC)
+MAX_TIME_LEN = 64
+MAX_EVENT_ID = 2**63 - 1  # alert_events.id is a bigint
+
+
+def query(request: web.Request) -> MultiDictProxy[str]:
+    """The query string, each name and value percent-decoded as strict UTF-8 and free of NUL."""
+    out: MultiDict[str] = MultiDict()
+    raw = request.rel_url.raw_query_string
+    for pair in raw.split("&") if raw else ():
+        if not pair:
+            continue
+        raw_name, _, raw_value = pair.partition("=")
+        name = _decode(raw_name, None)
+        out.add(name, _decode(raw_value, name))
+    return MultiDictProxy(out)
+
+
+def _decode(raw: str, name: str | None) -> str:
+    what = name if name is not None else "a parameter name"
+    try:
+        text = unquote_to_bytes(raw.replace("+", " ")).decode("utf-8")
+    except UnicodeError:  # invalid UTF-8 after decoding, or undecodable bytes in the request line itself
+        raise HTTPProblem(400, f"{what}: not valid UTF-8 once percent-decoded ({raw[:40]!r})") from None
+    if "\x00" in text:
+        raise HTTPProblem(400, f"{what}: contains a NUL character (%00)")
+    return text
+
+
+def one(q: MultiMapping[str], name: str) -> str | None:
+    """A parameter given at most once; None when absent or empty."""
+    values = q.getall(name, [])
+    if len(values) > 1:
+        raise HTTPProblem(400, f"{name}: given {len(values)} times; give it once")
+    return values[0] if values and values[0] != "" else None
 
 
 def parse_time(name: str, raw: str, now: datetime) -> datetime:
     """RFC 3339 (`2024-05-01T12:00:00Z`), `now`, or relative to now (`-6h`, `30m`, `7d`)."""
     text = raw.strip()
+    if len(text) > MAX_TIME_LEN:
+        raise HTTPProblem(400, f"{name}: longer than {MAX_TIME_LEN} characters")
     if text == "now":
         return now
     rel = _RELATIVE.match(text)
-    if rel:
-        return now - timedelta(seconds=float(rel.group(1)) * _UNIT_S[rel.group(2)])
     try:
+        if rel:
+            return now - timedelta(seconds=float(rel.group(1)) * _UNIT_S[rel.group(2)])
         value = datetime.fromisoformat(text.replace("z", "Z"))
+        if value.tzinfo is None:
+            raise HTTPProblem(400, f"{name}: {raw!r} has no time zone; use Z or an offset (RFC 3339)")
+        return value.astimezone(UTC)
     except ValueError:
         raise HTTPProblem(400, f"{name}: {raw!r} is neither RFC 3339 nor a relative time like -6h") from None
-    if value.tzinfo is None:
-        raise HTTPProblem(400, f"{name}: {raw!r} has no time zone; use Z or an offset (RFC 3339)")
-    return value.astimezone(UTC)
+    except OverflowError:
+        raise HTTPProblem(
+            400, f"{name}: {raw!r} is out of range: times must lie between {_iso(MIN_TIME)} and {_iso(MAX_TIME)}"
+        ) from None
 
 
-def time_range(query: MultiMapping[str], now: datetime) -> tuple[datetime | None, datetime | None]:
-    since = parse_time("since", query["since"], now) if query.get("since") else None
-    until = parse_time("until", query["until"], now) if query.get("until") else None
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def time_range(q: MultiMapping[str], now: datetime) -> tuple[datetime | None, datetime | None]:
+    raw_since, raw_until = one(q, "since"), one(q, "until")
+    since = parse_time("since", raw_since, now) if raw_since else None
+    until = parse_time("until", raw_until, now) if raw_until else None
     if since and until and since > until:
         raise HTTPProblem(400, "since is after until")
     return since, until
 
 
-def matchers(query: MultiMapping[str]) -> list[Matcher]:
+def day_before(t: datetime) -> datetime:
+    """`t` less a day, or the earliest time there is."""
+    return t - timedelta(days=1) if t - MIN_TIME >= timedelta(days=1) else MIN_TIME
+
+
+def matchers(q: MultiMapping[str]) -> list[Matcher]:
     try:
-        return parse_filters(query.getall("filter", []))
+        return parse_filters(q.getall("filter", []))
     except MatcherError as exc:
         raise HTTPProblem(400, f"filter: {exc}") from None
 
 
-def integer(query: MultiMapping[str], name: str, default: int, lo: int, hi: int) -> int:
-    raw = query.get(name)
-    if raw is None or raw == "":
+def integer(q: MultiMapping[str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = one(q, name)
+    if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise HTTPProblem(400, f"{name}: {raw!r} is not an integer") from None
+    if not _INTEGER.match(raw):
+        raise HTTPProblem(400, f"{name}: {raw[:40]!r} is not an integer between {lo} and {hi}")
+    value = int(raw)
     if not lo <= value <= hi:
         raise HTTPProblem(400, f"{name}: must be between {lo} and {hi}, got {value}")
     return value
 
 
-def boolean(query: MultiMapping[str], name: str, default: bool) -> bool:
-    raw = query.get(name)
-    if raw is None or raw == "":
+def boolean(q: MultiMapping[str], name: str, default: bool) -> bool:
+    raw = one(q, name)
+    if raw is None:
         return default
     if raw.lower() in ("true", "1"):
         return True
     if raw.lower() in ("false", "0"):
         return False
-    raise HTTPProblem(400, f"{name}: must be true or false, got {raw!r}")
+    raise HTTPProblem(400, f"{name}: must be true or false, got {raw[:40]!r}")
 
 
-def regex(query: MultiMapping[str], name: str) -> re.Pattern[str] | None:
-    raw = query.get(name)
-    if not raw:
-        return None
-    if len(raw) > MAX_REGEX_LEN:
-        raise HTTPProblem(400, f"{name}: regex longer than {MAX_REGEX_LEN} characters")
-    try:
-        return re.compile(raw)
-    except re.error as exc:
-        raise HTTPProblem(400, f"{name}: invalid regex {raw!r}: {exc}") from None
-
-
-def status(query: MultiMapping[str]) -> str | None:
-    raw = query.get("status")
-    if raw in (None, ""):
-        return None
-    if raw not in ("firing", "resolved"):
-        raise HTTPProblem(400, f"status: must be firing or resolved, got {raw!r}")
+def choice(q: MultiMapping[str], name: str, allowed: tuple[str, ...], default: str | None = None) -> str | None:
+    """An enumerated parameter: one of `allowed`, or `default` when absent."""
+    raw = one(q, name)
+    if raw is None:
+        return default
+    if raw not in allowed:
+        raise HTTPProblem(400, f"{name}: must be one of {', '.join(allowed)}, got {raw[:40]!r}")
     return raw
+
+
+def regex(q: MultiMapping[str], name: str) -> Any:
+    """An Alertmanager regex parameter (RE2, matched in Python in linear time), or None."""
+    raw = one(q, name)
+    if raw is None:
+        return None
+    try:
+        return compile_re2(raw)
+    except ValueError as exc:
+        raise HTTPProblem(400, f"{name}: invalid regular expression (RE2) {raw[:40]!r}: {exc}") from None
+
+
+def status(q: MultiMapping[str]) -> str | None:
+    return choice(q, "status", ("firing", "resolved"))
 
 
 def encode_cursor(received_at: datetime, event_id: int) -> str:
@@ -99,15 +164,14 @@ def encode_cursor(received_at: datetime, event_id: int) -> str:
     return base64.urlsafe_b64encode(f"k{micros}.{event_id}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(query: MultiMapping[str]) -> tuple[datetime, int] | None:
-    raw = query.get("cursor")
-    if not raw:
+def decode_cursor(q: MultiMapping[str]) -> tuple[datetime, int] | None:
+    raw = one(q, "cursor")
+    if raw is None:
         return None
     try:
-        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-        if text.startswith("k"):
-            micros, event_id = text[1:].split(".")
-            return _EPOCH + timedelta(microseconds=int(micros)), int(event_id)
-    except (ValueError, UnicodeDecodeError, OverflowError):
+        m = _CURSOR.match(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii"))
+        if m and int(m.group(2)) <= MAX_EVENT_ID:
+            return _EPOCH + timedelta(microseconds=int(m.group(1))), int(m.group(2))
+    except (ValueError, UnicodeError, OverflowError):  # binascii.Error is a ValueError
         pass
     raise HTTPProblem(400, "cursor: not a cursor this service returned")

@@ -168,8 +168,8 @@ class ReportQuery:
             self.top,
         )
         mttr = await conn.fetch(
-            # The episodes' sort carries the alertname and the duration, not whole label sets: on 1M events the
-            # statement took 2.2 s instead of 3.0 (with JIT; 2.0 instead of 2.5 without).
+            # The episodes' sort carries the alertname and the duration, not whole label sets, which made it an
+            # external merge on disk (docs/performance.md).
             f"""SELECT alertname, GROUPING(alertname) = 1 AS overall,
                        count(*) AS episodes, avg(duration) AS mean,
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY duration) AS p50,

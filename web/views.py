@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 
@@ -19,8 +19,9 @@ from app.matchers import matchers_to_sql
 from app.models import AlertIn, PostableAlerts, WebhookIn
 from app.produce import OutMessage, produce_all
 from web import openapi, params
-from web.api import ApiView, HTTPProblem, json_response, read_json, rfc3339
+from web.api import ApiView, Busy, HTTPProblem, json_response, read_json, rfc3339
 from web.queries import BUCKETS, HistoryQuery, ReportQuery, episodes, event_json, gettable_alert
+from web.stream import NdjsonStream
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +59,20 @@ class AlertsV2(ApiView):
     """Alertmanager API v2 `/api/v2/alerts`: Prometheus can list us as an Alertmanager, amtool can query us."""
 
     async def get(self, request: web.Request) -> web.Response:
-        q = request.query
+        q = params.query(request)
         wanted = {flag: params.boolean(q, flag, True) for flag in ("active", "silenced", "inhibited", "unprocessed")}
-        receiver = params.regex(q, "receiver")
+        receiver = params.regex(q, "receiver")  # RE2, matched here in linear time
+        matchers = params.matchers(q)
         if not wanted["active"]:
             return json_response([])  # nothing here is silenced, inhibited or unprocessed: all is active
-        clauses, args = matchers_to_sql(params.matchers(q), "labels", 1)
+        clauses, args = matchers_to_sql(matchers, "labels", 1)
         sql = (
             "SELECT fingerprint, labels, annotations, starts_at, ends_at, generator_url, last_seen_at, receiver "
             "FROM alerts WHERE status = 'firing' AND (ends_at IS NULL OR ends_at > now()) "
             + "".join(f"AND {c} " for c in clauses)
             + "ORDER BY starts_at, fingerprint"
         )
-        async with self.snapshot() as conn:
+        async with self.snapshot(matchers) as conn:
             rows = await conn.fetch(sql, *args)
         alerts = [gettable_alert(r) for r in rows]
         if receiver is not None:
@@ -86,43 +88,50 @@ class AlertsV2(ApiView):
 
 
 class History(ApiView):
+    streams = 0  # format=ndjson streams open in this process (this node)
+
     async def get(self, request: web.Request) -> web.StreamResponse:
-        q = request.query
+        q = params.query(request)
         since, until = params.time_range(q, datetime.now(UTC))
-        ndjson = q.get("format") == "ndjson"
-        if q.get("format") not in (None, "", "json", "ndjson"):
-            raise HTTPProblem(400, f"format: must be json or ndjson, got {q.get('format')!r}")
+        ndjson = params.choice(q, "format", ("json", "ndjson"), "json") == "ndjson"
+        limit = params.integer(q, "limit", 100, 1, 1000)
         query = HistoryQuery(
             matchers=params.matchers(q),
             since=since,
             until=until,
             status=params.status(q),
             before=params.decode_cursor(q),
-            limit=None if ndjson else params.integer(q, "limit", 100, 1, 1000),
+            limit=None if ndjson else limit,
         )
         if ndjson:
             return await self._stream(request, query)
         sql, args = query.sql()
-        async with self.snapshot() as conn:
+        async with self.snapshot(query.matchers) as conn:
             rows = await conn.fetch(sql, *args)
         last = rows[-1] if query.limit and len(rows) == query.limit else None
         nxt = params.encode_cursor(last["received_at"], last["id"]) if last else None
         return json_response({"items": [event_json(r) for r in rows], "next": nxt})
 
     async def _stream(self, request: web.Request, query: HistoryQuery) -> web.StreamResponse:
-        """Every match, one JSON object a line, read through a server-side cursor (bounded memory)."""
-        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        await resp.prepare(request)
-        sql, args = query.sql()
-        async with self.snapshot() as conn:
-            async for row in conn.cursor(sql, *args, prefetch=500):
-                await resp.write(orjson.dumps(event_json(row)) + b"\n")
-        await resp.write_eof()
-        return resp
+        settings = self.app.settings
+        if History.streams >= settings.ndjson_streams:
+            raise Busy(
+                429,
+                f"format: {History.streams} ndjson streams already open on this node (ALERT_HISTORY_NDJSON_STREAMS); "
+                "retry later, or read pages with limit and cursor",
+                retry_after_s=5,
+            )
+        History.streams += 1
+        try:
+            stream = NdjsonStream(request, settings.ndjson_max_seconds, settings.ndjson_write_timeout)
+            return await stream.run(self.snapshot(query.matchers), *query.sql())
+        finally:
+            History.streams -= 1
 
 
 class AlertTimeline(ApiView):
     async def get(self, request: web.Request, fingerprint: str) -> web.Response:
+        params.query(request)  # takes no parameters, but refuses what no read accepts (NUL, invalid UTF-8)
         if len(fingerprint) != 16 or any(c not in "0123456789abcdef" for c in fingerprint):
             raise HTTPProblem(400, "fingerprint: must be 16 lowercase hex digits")
         sql, args = HistoryQuery(fingerprint=fingerprint, limit=None, oldest_first=True).sql()
@@ -144,20 +153,18 @@ class Report(ApiView):
     """Totals, noisiest and flapping alerts, MTTR and a time series, over a range (default: the last 24 h)."""
 
     async def get(self, request: web.Request) -> web.Response:
-        q = request.query
+        q = params.query(request)
         now = datetime.now(UTC)
         since, until = params.time_range(q, now)
-        bucket = q.get("bucket") or "1h"
-        if bucket not in BUCKETS:
-            raise HTTPProblem(400, f"bucket: must be one of {', '.join(BUCKETS)}, got {bucket!r}")
+        bucket = params.choice(q, "bucket", tuple(BUCKETS), "1h")
         report = ReportQuery(
-            since=since or (until or now) - timedelta(days=1),
+            since=since or params.day_before(until or now),
             until=until or now,
             matchers=params.matchers(q),
             top=params.integer(q, "top", 10, 1, 100),
-            bucket=BUCKETS[bucket],
+            bucket=BUCKETS[bucket or "1h"],
         )
-        async with self.snapshot() as conn:
+        async with self.snapshot(report.matchers) as conn:
             return json_response(await report.run(conn))
 
 
@@ -167,6 +174,7 @@ class StatusV2(ApiView):
     started = datetime.now(UTC)
 
     async def get(self, request: web.Request) -> web.Response:
+        params.query(request)  # takes no parameters, but refuses what no read accepts (NUL, invalid UTF-8)
         return json_response(
             {
                 "cluster": {"name": self.app.settings.app_id, "status": "disabled", "peers": []},

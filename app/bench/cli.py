@@ -1,0 +1,79 @@
+"""`alert-history bench`: every goal of the Performance issue measured in one run, with a naive baseline.
+
+The phases run in PHASES' order on the same embedded (or ALERT_HISTORY_*) services; a new phase is a function
+of `app.bench.phases` and a line here. The table is printed at the end, and last exactly `BENCH {json}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from app.bench import phases
+from app.bench.churn import churn
+from app.bench.report import Results, bench_line, table
+from app.bench.run import Run
+from app.services import Endpoints, ServiceStack
+
+PHASES: tuple[Callable[[Run], Awaitable[None]], ...] = (
+    phases.e2e_drain,  # the backlog produced, then drained by one worker
+    phases.naive_baseline,  # the per-event agent on the same backlog
+    phases.two_workers,  # the same backlog, two workers of one group
+    phases.bridge_alone,  # webhook → a web node → a topic nobody reads
+    phases.bridge_into_worker,  # webhook → a web node → the worker's topic, with freshness probes
+    phases.paced_freshness,  # the same at half the e2e rate
+    phases.queries,  # /history and /report on ≥1M seeded events
+    churn,  # --churn N only
+)
+SCALED = ("events", "fingerprints", "naive_events", "webhook_alerts", "history_events", "queries")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="alert-history bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every size (0.1 for a quick look)")
+    parser.add_argument("--events", type=int, default=300_000, help="backlog events for e2e")
+    parser.add_argument("--fingerprints", type=int, default=50_000)
+    parser.add_argument("--naive-events", type=int, default=30_000, help="events the naive baseline is timed on")
+    parser.add_argument("--webhook-alerts", type=int, default=100_000)
+    parser.add_argument("--history-events", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--paced-seconds", type=float, default=10.0, help="length of the paced freshness phase")
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument(
+        "--churn", type=int, default=0, metavar="N",
+        help="also pass N distinct fingerprints through a worker: RSS and table size live, then expired (off: 0)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    for name in SCALED:
+        setattr(args, name, max(1, int(getattr(args, name) * args.scale)))
+    args.webhook_alerts = max(50, args.webhook_alerts // 50 * 50)
+    return args
+
+
+async def bench(args: argparse.Namespace, ep: Endpoints, workdir: Path) -> Results:
+    r = await Run.open(args, ep, workdir)
+    try:
+        for phase in PHASES:
+            await phase(r)
+    finally:
+        await r.close()
+    return r.res
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    with tempfile.TemporaryDirectory(prefix="alert-history-bench-") as tmp:
+        workdir = Path(tmp)
+        with ServiceStack.from_env(workdir=workdir / "services") as ep:
+            started = time.monotonic()
+            res = asyncio.run(bench(args, ep, workdir))
+    print(table(res))
+    print(f"bench: took {time.monotonic() - started:.0f} s", file=sys.stderr)
+    print(bench_line(res), flush=True)
+    return 0

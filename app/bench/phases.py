@@ -1,0 +1,166 @@
+"""The bench's phases, one function each, in the order `app.bench.cli.PHASES` runs them.
+
+A phase takes the `Run`, measures one thing on the services and adds its rows to `r.res`. Each runs with the
+worker up (its own processes aside) unless it says otherwise, and leaves it so.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from app.bench.load import produce, webhook_load
+from app.bench.measure import (
+    pct,
+    poll,
+    stored,
+    sustained_cpu_us,
+    sustained_rate,
+    timed_gets,
+    wait_drained,
+    wait_ready,
+)
+from app.bench.proc import Proc, rss_mb
+from app.bench.run import Run
+from app.bench.stream import generate
+from app.services import free_port
+from app.settings import ENV_PREFIX
+
+# How each process watched for CPU time is named in the table, and its BENCH/summary key's first word.
+CPU_PROCESSES = {"worker": ("worker", "worker"), "web": ("web node", "web"),
+                 "postgres": ("PostgreSQL (all backends)", "pg"), "kafka": ("Kafka", "kafka")}  # fmt: skip
+
+
+def add_cpu_rows(r: Run, per_alert: Mapping[str, float | None], during: str, key: str = "") -> None:
+    """A row per process: CPU µs per alert `during` a phase, keyed `<process>[_<key>]_cpu_us_per_alert`."""
+    for name, us in per_alert.items():
+        label, short = CPU_PROCESSES[name]
+        r.res.add(f"{short}{'_' + key if key else ''}_cpu_us_per_alert", f"{label} CPU per alert, {during}", us,
+                  "µs", "", None)  # fmt: skip
+
+
+async def e2e_drain(r: Run) -> None:
+    """The backlog onto the topic, then one worker drains it: alerts/s, CPU per alert, the worker's RSS."""
+    print(f"bench: {r.args.events:,} events over {r.args.fingerprints:,} fingerprints, topic {r.settings.topic}",
+          file=sys.stderr)  # fmt: skip
+    r.backlog = list(itertools.islice(r.stream, r.args.events))
+    produce_rate = await produce(r.ep, r.settings.topic, r.backlog)
+    r.res.add("produce_alerts_per_s", "backlog produce (aiokafka, acks=all)", produce_rate, "alerts/s", "", None)
+    worker = r.start_worker()
+    samples = await poll(stored(r.db, r.settings.topic), r.args.events, "e2e", worker, timeout_s=900,
+                         cpu=r.cpu_meter(worker=worker))  # fmt: skip
+    e2e = sustained_rate(samples)
+    rss = rss_mb(worker.pid)
+    r.res.add("e2e_alerts_per_s", "e2e Kafka → dedup → PostgreSQL, 1 worker", e2e, "alerts/s", "≥ 20,000",
+              e2e >= 20_000)  # fmt: skip
+    add_cpu_rows(r, sustained_cpu_us(samples), "e2e drain")
+    r.res.add("worker_rss_mb", f"worker RSS after e2e ({r.args.fingerprints:,} fingerprints)", rss, "MB", "< 512",
+              rss is not None and rss < 512)  # fmt: skip
+
+
+async def naive_baseline(r: Run) -> None:
+    """The per-event baseline on the same backlog, alone on the machine as the worker was; then the worker again."""
+    assert r.worker is not None
+    r.worker.stop()
+    naive = Proc("app.bench.naive", r.env, r.workdir / "naive.log")
+    try:
+
+        async def naive_rows() -> int:
+            exists = await r.db.fetchval("SELECT to_regclass('naive_events') IS NOT NULL")
+            return int(await r.db.fetchval("SELECT count(*) FROM naive_events")) if exists else 0
+
+        target = min(r.args.events, r.args.naive_events)
+        samples = await poll(naive_rows, target, "naive", naive, timeout_s=900)
+    finally:
+        naive.stop()
+    await r.db.execute("DROP TABLE IF EXISTS naive_events")
+    naive_rate = sustained_rate(samples)
+    r.res.add("naive_alerts_per_s", "naive baseline: per-event agent, 1 INSERT each", naive_rate, "alerts/s", "", None)
+    ratio = r.e2e_rate / naive_rate if naive_rate else None
+    r.res.add("e2e_vs_naive", "e2e / naive", ratio, "x", ">= 10x", ratio is not None and ratio >= 10)
+    await wait_ready(r.url, r.start_worker())  # the same group and state: it carries on where it stopped
+
+
+async def two_workers(r: Run) -> None:
+    """The same backlog on a second topic, drained by two workers of one consumer group."""
+    topic = await r.side_topic("x2")
+    await produce(r.ep, topic, r.backlog)
+    workers = [
+        Proc("app.cli", {**r.env, f"{ENV_PREFIX}TOPIC": topic, f"{ENV_PREFIX}APP_ID": f"{topic}-group",
+                         f"{ENV_PREFIX}DATA_DIR": str(r.workdir / f"state-x2-{k}"),
+                         f"{ENV_PREFIX}WEB_PORT": str(free_port())}, r.workdir / f"worker-x2-{k}.log")
+        for k in range(2)
+    ]  # fmt: skip
+    try:
+        samples = await poll(stored(r.db, topic), len(r.backlog), "e2e x2", workers[0], timeout_s=900)
+    finally:
+        for w in workers:
+            w.stop()
+    r.backlog = []  # the last phase that needs it
+    two = sustained_rate(samples)
+    r.res.add("e2e_two_workers_alerts_per_s", "e2e, 2 workers in one group", two, "alerts/s", "", None)
+    r.res.add("scale_out", "2 workers / 1 worker", two / r.e2e_rate if r.e2e_rate else None, "x", "", None)
+
+
+async def bridge_alone(r: Run) -> None:
+    """The webhook bridge of a web node onto a topic of its own that no worker reads: the bridge's figure, not
+    the machine's two cores shared with a worker storing the load."""
+    topic = await r.side_topic("bridge")
+    # Alerts of a stream of their own (same shape: resends, transitions, flapping), so the worker's stream,
+    # which the next loads continue, is left as it was. Nothing reads the topic: no freshness probes.
+    own = (value for _, value in generate(2**62, r.args.fingerprints, topic))
+    async with r.web_node("web-node-alone.log", topic) as (_, url):
+        alone = await webhook_load(url, own, r.args.webhook_alerts, r.args.concurrency, r.db, probe=False)
+    r.res.add("webhook_alerts_per_s", "webhook bridge alone, batches of 50", alone.rate, "alerts/s", "≥ 20,000",
+              alone.rate >= 20_000)  # fmt: skip
+    r.res.add("webhook_p99_ms", "webhook bridge alone: p99 latency", alone.p99_ms, "ms", "< 100",
+              alone.p99_ms is not None and alone.p99_ms < 100)  # fmt: skip
+
+
+async def bridge_into_worker(r: Run) -> None:
+    """The stream goes on through a web node into the worker's topic, as fast as the clients go, while the worker
+    stores it; freshness probes time 2xx → stored."""
+    async with r.web_node("web-node.log") as (_, url):
+        hook = await webhook_load(url, r.alerts(), r.args.webhook_alerts, r.args.concurrency, r.db)
+    r.res.add("webhook_stored_alerts_per_s", "webhook while the worker stores it (same 2 cores)", hook.rate,
+              "alerts/s", "", None)  # fmt: skip
+    r.res.add("webhook_stored_p99_ms", "webhook while the worker stores it: p99", hook.p99_ms, "ms", "", None)
+    fresh = hook.freshness_p95_ms
+    r.res.add("freshness_p95_ms", f"freshness p95, 2xx → stored ({hook.probes} probes)", fresh, "ms", "< 1,000",
+              fresh is not None and fresh < 1000)  # fmt: skip
+
+
+async def paced_freshness(r: Run) -> None:
+    """Freshness at a load one worker keeps up with (half the e2e rate), once the backlog is drained: the
+    latency of the pipeline itself, not of a backlog."""
+    paced_rate = round(r.e2e_rate / 2, -2) or 100
+    paced_alerts = max(50, int(paced_rate * r.args.paced_seconds) // 50 * 50)
+    assert r.worker is not None
+    async with r.web_node("web-node-paced.log") as (_, url):
+        await wait_drained(r.ep.kafka_brokers, r.db, r.settings.topic, r.worker)
+        paced = await webhook_load(url, r.alerts(), paced_alerts, r.args.concurrency, r.db, rate=paced_rate)
+    r.res.add("freshness_paced_p95_ms", f"freshness p95 at {paced_rate:,.0f} alerts/s ({paced.probes} probes)",
+              paced.freshness_p95_ms, "ms", "", None)  # fmt: skip
+
+
+async def queries(r: Run) -> None:
+    """/history and /report on the events stored so far plus ≥1M seeded over 30 days."""
+    from app.seed import seed_events
+
+    print(f"bench: seeding {r.args.history_events:,} events over 30 days", file=sys.stderr)
+    async with r.db.acquire() as conn:
+        await seed_events(conn, r.args.history_events, days=30, now=datetime.now(UTC))
+    assert r.worker is not None
+    r.worker.check()
+    history = await timed_gets(
+        f"{r.url}/history",
+        [{"filter": f'alertname="Alert{k % 200}"', "since": "-24h", "limit": "100"} for k in range(r.args.queries)],
+    )
+    r.res.add("history_p50_ms", "/history matcher + 24 h, limit 100: p50", pct(history, 50), "ms", "", None)
+    r.res.add("history_p95_ms", "/history matcher + 24 h, limit 100: p95", pct(history, 95), "ms", "< 50",
+              (pct(history, 95) or 1e9) < 50)  # fmt: skip
+    report = await timed_gets(f"{r.url}/report", [{"since": "-30d", "bucket": "1d"}] * max(3, r.args.queries // 20))
+    r.res.add("report_p50_ms", "/report 30 days: p50", pct(report, 50), "ms", "", None)
+    r.res.add("report_p95_ms", "/report 30 days: p95", pct(report, 95), "ms", "", None)

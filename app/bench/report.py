@@ -1,0 +1,62 @@
+"""What a bench run prints: the table of every measure, then, last, exactly one `BENCH {json}` line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import orjson
+
+# The BENCH line's keys, in order: what scripts and the lead compare between runs. A new key is one entry here.
+BENCH_KEYS = (
+    "e2e_alerts_per_s",
+    "naive_alerts_per_s",
+    "freshness_p95_ms",
+    "webhook_alerts_per_s",
+    "webhook_p99_ms",
+    "history_p95_ms",
+    "worker_rss_mb",
+    "worker_cpu_us_per_alert",
+    "pg_cpu_us_per_alert",
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    measure: str
+    value: str
+    goal: str
+    verdict: str
+
+    def cells(self) -> tuple[str, str, str, str]:
+        return (self.measure, self.value, self.goal, self.verdict)
+
+
+@dataclass
+class Results:
+    rows: list[Row] = field(default_factory=list)
+    summary: dict[str, float | None] = field(default_factory=dict)
+
+    def add(self, key: str, label: str, value: float | None, unit: str, goal: str, ok: bool | None) -> None:
+        """One measure: `key` in the summary (and the BENCH line if listed), a row of the table."""
+        self.summary[key] = None if value is None else round(value, 1)
+        shown = "n/a" if value is None else f"{value:,.1f} {unit}"
+        self.rows.append(Row(label, shown, goal, "" if ok is None else ("ok" if ok else "MISSED")))
+
+
+def table(res: Results) -> str:
+    head = ("measure", "value", "goal", "")
+    rows = [head, *(r.cells() for r in res.rows)]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    line = "  ".join("-" * w for w in widths)
+    out = [line]
+    for r in rows:
+        cells = zip(r, widths, strict=True)
+        out.append("  ".join(c.rjust(w) if i == 1 else c.ljust(w) for i, (c, w) in enumerate(cells)))
+        if r is head:
+            out.append(line)
+    out.append(line)
+    return "\n".join(out)
+
+
+def bench_line(res: Results) -> str:
+    return "BENCH " + orjson.dumps({k: res.summary.get(k) for k in BENCH_KEYS}).decode()

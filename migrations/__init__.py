@@ -1,0 +1,1 @@
+"""Numbered SQL migrations. The wheel ships this folder as the package `app.migrations` (see pyproject.toml)."""
