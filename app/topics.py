@@ -103,9 +103,8 @@ async def _partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> di
             raise _NotDescribedYet(f"partitions of {topics}: {counts}")
         return counts
 
-    return await retry(
-        "describe the topics", described, retryable=lambda e: isinstance(e, _NotDescribedYet), deadline_s=30
-    )
+    what = "describe the topics (a cluster's brokers learn a new one in turn)"
+    return await retry(what, described, retryable=lambda e: isinstance(e, _NotDescribedYet), deadline_s=30)
 
 
 async def end_offsets(brokers: str, topic: str) -> dict[int, int]:

@@ -17,6 +17,7 @@ import pytest
 
 from app.migrate import migrate
 from app.services import Endpoints, ServiceStack
+from tests.faults.load import LINES
 from tests.fixtures import Worker
 
 HERE = Path(__file__).parent
@@ -26,6 +27,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(item.path).parents:
             item.add_marker(pytest.mark.faults)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if LINES:
+        terminalreporter.section("faults: sent, 2xx, stored, lost, duplicated, 5xx per scenario")
+        for line in LINES:
+            terminalreporter.write_line(line)
 
 
 @dataclasses.dataclass

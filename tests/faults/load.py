@@ -22,6 +22,7 @@ from app.fingerprint import fingerprint
 from tests.fixtures import eventually, unique
 
 STARTS_AT = "2026-11-24T10:00:00Z"
+LINES: list[str] = []  # each scenario's line, shown again at the end of the session (tests/faults/conftest.py)
 
 
 @dataclass
@@ -199,6 +200,7 @@ class Verdict:
 
     def assert_exactly_once(self) -> None:
         print(self.line())
+        LINES.append(self.line())
         assert not self.lost, f"{self.line()}: alerts answered 2xx but not stored, seq {self.lost[:20]}"
         assert not self.duplicated, f"{self.line()}: alerts stored twice or over-counted, seq {self.duplicated[:20]}"
         assert self.accepted == self.sent, f"{self.line()}: some batches were never answered 2xx"
