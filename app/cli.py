@@ -16,9 +16,11 @@ from pathlib import Path
 
 from app.errors import ConfigError
 from app.logs import logging_config
+from app.redact import describe, redact
 from app.settings import ENV_PREFIX, Settings, load_settings
 
 OUR_COMMANDS = ("dev", "worker", "migrate")
+log = logging.getLogger("app.cli")
 
 
 def _settings_or_exit(**overrides: object) -> Settings:
@@ -49,22 +51,45 @@ async def prepare(settings: Settings) -> None:
     await ensure_topics(settings)
 
 
+def _prepare_or_exit(settings: Settings) -> None:
+    """Schema and topics, or one redacted line saying what could not be reached (never a traceback that
+    could show a URL)."""
+    try:
+        asyncio.run(prepare(settings))
+    except Exception as exc:
+        log.critical(
+            "could not prepare the database and topics (check %sDATABASE_URL and %sKAFKA_BROKERS): %s",
+            ENV_PREFIX,
+            ENV_PREFIX,
+            describe(exc),
+        )
+        raise SystemExit(1) from None
+
+
 def cmd_migrate(_: list[str]) -> int:
     settings = _settings_or_exit()
     _require(settings, "database_url")
     logging.config.dictConfig(logging_config(settings))
     from app.migrate import migrate
 
-    applied = asyncio.run(migrate(settings.database_url))  # type: ignore[arg-type]
+    try:
+        applied = asyncio.run(migrate(settings.database_url))  # type: ignore[arg-type]
+    except Exception as exc:
+        log.critical("could not migrate (check %sDATABASE_URL): %s", ENV_PREFIX, describe(exc))
+        return 1
     print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
     return 0
 
 
 def cmd_worker(argv: list[str]) -> int:
+    from web.auth import open_access_warnings
+
     settings = _settings_or_exit()
     _require(settings, "kafka_brokers", "database_url")
     logging.config.dictConfig(logging_config(settings))
-    asyncio.run(prepare(settings))
+    for warning in open_access_warnings(settings):
+        log.warning(warning)
+    _prepare_or_exit(settings)
     faust_level = {"WARNING": "warn"}.get(settings.log_level, settings.log_level.lower())  # Faust's spelling
     return _faust_main(settings, ["worker", "--loglevel", faust_level, *argv])
 
@@ -95,7 +120,7 @@ def cmd_dev(argv: list[str]) -> int:
     try:
         ep = stack.start()
         print(
-            f"kafka: {ep.kafka_brokers}\npostgres: {ep.database_url}\nredis: {ep.redis_url or 'none'}",
+            f"kafka: {ep.kafka_brokers}\npostgres: {redact(ep.database_url)}\nredis: {redact(ep.redis_url or 'none')}",
             flush=True,
         )
         env = dict(os.environ)

@@ -31,8 +31,7 @@ from app.consumer import ChunkSchema, RecordChunk
 from app.produce import OutMessage, produce_all
 from app.records import NEW_ROW, AlertEvent, Decision, FingerprintState, Outcome, Position
 from app.settings import Settings
-from sinks.base import Sink
-from sinks.postgres import StaleBatch
+from sinks.base import RowsRejected, Sink, StaleBatch
 from tables import fingerprint_state
 from tables.fingerprint_state import FingerprintStates
 
@@ -48,6 +47,7 @@ CLOCK_SKEW_MS = 60_000
 EXPIRE_CHUNK = 10_000
 PHASES = ("wait", "holes", "decide", "produce", "previous", "sink", "state")
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: the supervisor (systemd, Kubernetes, compose) restarts us
+MAX_REASON = 1000  # characters of an exception's text in a dead letter's reason header
 
 
 @dataclass
@@ -85,6 +85,9 @@ class Pipeline:
         self._decided: dict[int, int] = {}  # next offsets including the batch being written
         self._pending: dict[str, FingerprintState | None] = {}  # its overlay, until the table has it
         self._writing: asyncio.Task[None] | None = None
+        # Messages whose rows PostgreSQL refused, dead-lettered: decided as if absent, replays included (kept in
+        # PostgreSQL, so a restarted worker skips them too). (partition, offset) → reason
+        self._poisoned: dict[tuple[int, int], str] = {}
 
     def forget_offsets(self) -> None:
         self._stored = None
@@ -111,6 +114,7 @@ class Pipeline:
                 await self.drain()
                 self._stored = await self.sink.committed_offsets(self.settings.topic)
                 self._decided = dict(self._stored)
+                self._poisoned = await self.sink.refused_messages(self.settings.topic)
             filled = await self.holes.fill(records, self._decided)
             t = self._timed("holes", t)
             batch = await self.decide(filled, self._decided, self._partition_count())
@@ -126,7 +130,7 @@ class Pipeline:
         for partition, offset in batch.next_offsets.items():  # a replay after a restart starts below them
             self._decided[partition] = max(offset, self._decided.get(partition, 0))
         self._pending = batch.overlay
-        self._writing = asyncio.create_task(self._store(batch, events, len(filled), started))
+        self._writing = asyncio.create_task(self._store(batch, events, filled, started))
         self._batch_end = t
 
     async def drain(self) -> None:
@@ -135,10 +139,13 @@ class Pipeline:
             await asyncio.shield(self._writing)
             self._writing = None
 
-    async def _store(self, batch: Batch, events: Sequence[faust.types.EventT], size: int, started: float) -> None:
+    async def _store(
+        self, batch: Batch, events: Sequence[faust.types.EventT], records: Sequence[ConsumerRecord], started: float
+    ) -> None:
         t = time.perf_counter()
+        redecided = False
         try:
-            await self.sink.write(self.settings.topic, batch.outcomes, batch.next_offsets)
+            batch, redecided = await self._write_rows(batch, records)
             t = self._timed("sink", t)
             # Acked below. Its table state must be in the changelog by then: a worker taking these
             # partitions over restores from the changelog and starts after the acked offset.
@@ -157,7 +164,9 @@ class Pipeline:
         finally:
             self._pending = {}  # in the table now, or not to be built on
         _ack(events)
-        if self._stored is not None:
+        if redecided:
+            self._stored = None  # the batch decided meanwhile built on the refused rows: decide it again
+        elif self._stored is not None:
             for partition, offset in batch.next_offsets.items():
                 self._stored[partition] = max(offset, self._stored.get(partition, 0))
         for partition, ts in batch.newest.items():
@@ -168,11 +177,43 @@ class Pipeline:
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "batch of %d stored: next offsets %s, decisions %s, %d new rows",
-                size, dict(batch.next_offsets), dict(batch.decisions),
+                len(records), dict(batch.next_offsets), dict(batch.decisions),
                 sum(o.decision in NEW_ROW for o in batch.outcomes),
             )  # fmt: skip
-        metrics.BATCH_SIZE.observe(size)
+        metrics.BATCH_SIZE.observe(len(records))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def _write_rows(self, batch: Batch, records: Sequence[ConsumerRecord]) -> tuple[Batch, bool]:
+        """Store the batch. If PostgreSQL refuses some of its rows for their data (nothing else can pass them
+        later either), their messages go to the dead-letter topic and the batch is decided again without
+        them, from PostgreSQL's offsets and the table, then stored. Returns the batch stored and whether it
+        was decided again."""
+        topic = self.settings.topic
+        try:
+            await self.sink.write(topic, batch.outcomes, batch.next_offsets)
+            return batch, False
+        except RowsRejected as exc:
+            refused = exc
+        by_position = {(r.partition, r.offset): r for r in records}
+        for _ in range(3):  # each round finds every row refused alone; a second round is already unusual
+            found = await self.sink.rejected(topic, batch.outcomes, batch.next_offsets)
+            if not found:
+                raise refused  # no row is at fault alone: not something dead-lettering can fix
+            refused_now = {(o.position.partition, o.position.offset): reason for o, reason in found}
+            # Recorded before anything else: a crash from here on replays the batch without them.
+            await self.sink.refuse(topic, refused_now)
+            self._poisoned.update(refused_now)
+            letters = [self._dead_letter(by_position[w], f"PostgreSQL refused it: {r}") for w, r in refused_now.items()]
+            await produce_all(self.app, letters)
+            self._pending = {}  # decided again from the table, as if the refused rows had never come
+            applied = await self.sink.committed_offsets(topic)
+            batch = await self.decide(records, applied, self._partition_count())
+            try:
+                await self.sink.write(topic, batch.outcomes, batch.next_offsets)
+                return batch, True
+            except RowsRejected as exc:
+                refused = exc
+        raise refused
 
     def _timed(self, phase: str, since: float) -> float:
         now = time.perf_counter()
@@ -191,20 +232,34 @@ class Pipeline:
             replay = msg.offset < applied.get(msg.partition, 0)
             batch.next_offsets[msg.partition] = msg.offset + 1
             batch.newest[msg.partition] = position.timestamp_ms  # LogAppendTime: the clock update takes the max
-            if msg.key and not msg.headers and self._resend(batch, msg, position, replay, partitions):
-                continue
+            if (msg.partition, msg.offset) in self._poisoned:
+                continue  # its row was refused by PostgreSQL: in the dead-letter topic, never applied
             try:
-                event = ingest.decode(msg.value, position, msg.headers)
-            except ingest.Rejected as exc:
+                self._decide_one(batch, msg, position, replay, partitions)
+            except Exception as exc:
+                # Input nothing foresaw, or a bug: that message is dead-lettered, never the pipeline stopped.
+                log.exception("deciding message %s/%s failed", msg.partition, msg.offset)
                 if not replay:
-                    batch.out.append(self._dead_letter(msg, exc.reason))
-                continue
-            if ingest.misplaced(event, partitions):
-                if not replay:
-                    batch.out.append(self._rekeyed(msg, event))
-                continue
-            self._apply(batch, event, replay)
+                    batch.out.append(self._dead_letter(msg, f"internal error: {exc!r}"[:MAX_REASON]))
         return batch
+
+    def _decide_one(
+        self, batch: Batch, msg: ConsumerRecord, position: Position, replay: bool, partitions: int
+    ) -> None:
+        """One message into the batch. Raises before changing the batch, or changes it completely."""
+        if msg.key and not msg.headers and self._resend(batch, msg, position, replay, partitions):
+            return
+        try:
+            event = ingest.decode(msg.value, position, msg.headers)
+        except ingest.Rejected as exc:
+            if not replay:
+                batch.out.append(self._dead_letter(msg, exc.reason))
+            return
+        if ingest.misplaced(event, partitions):
+            if not replay:
+                batch.out.append(self._rekeyed(msg, event))
+            return
+        self._apply(batch, event, replay)
 
     def _state(self, batch: Batch, fingerprint: str, partition: int) -> FingerprintState | None:
         """The fingerprint's state as this batch has it: its overlay, the batch being written, then RocksDB."""
@@ -245,12 +300,10 @@ class Pipeline:
         prev = self._state(batch, fp, event.position.partition)
         decision = dedup.decide(prev, event, window_ms=self.window_ms)
         new = state.advance(prev, event, decision, self.flap, self._topic_code or 0)
-        batch.overlay[fp] = new
-        batch.decisions[decision] += 1
-        if replay or decision is Decision.REPLAYED:
-            return
-        batch.outcomes.append(
-            Outcome(
+        stored = not replay and decision is not Decision.REPLAYED
+        outcome = None
+        if stored:
+            outcome = Outcome(
                 fingerprint=fp,
                 position=event.position,
                 decision=decision,
@@ -262,7 +315,11 @@ class Pipeline:
                 # Only a new row stores it; resends (most of the stream) skip the rules.
                 classification=enrich.classify(event) if decision in NEW_ROW else "",
             )
-        )
+        # Only now, with nothing left to fail, does the batch change.
+        batch.overlay[fp] = new
+        batch.decisions[decision] += 1
+        if outcome is not None:
+            batch.outcomes.append(outcome)
 
     def _dead_letter(self, msg: ConsumerRecord, reason: str) -> OutMessage:
         metrics.DEAD_LETTERS.inc()

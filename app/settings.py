@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.errors import ConfigError
+from app.redact import redact, remember_settings
 
 ENV_PREFIX = "ALERT_HISTORY_"
 
@@ -18,12 +21,32 @@ class EnrichmentMode(StrEnum):
     TRANSPARENT_WITH_RECOMMENDATIONS = "transparent_with_recommendations"
 
 
+MIN_TOKEN_LENGTH = 16
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+_OPTIONAL = ("kafka_brokers", "database_url", "redis_url", "api_token", "read_token", "webhook_secret", "llm_api_key",
+             "llm_url")  # fmt: skip
+_SECRET_FIELDS = frozenset({"api_token", "read_token", "webhook_secret", "llm_api_key"})
+
+
+def _check_url(value: str, schemes: tuple[str, ...], example: str) -> None:
+    """Scheme and port parse; the messages never include the URL (it may carry a password)."""
+    try:
+        parts = urlsplit(value)
+        if "," not in parts.netloc:  # libpq's multi-host form (h1:5432,h2:5432) is left to the driver
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError:
+        raise ValueError(f"is not a valid URL (expected {example})") from None
+    if parts.scheme not in schemes:
+        raise ValueError(f"must start with {' or '.join(s + '://' for s in schemes)} (expected {example})")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     kafka_brokers: str | None = None  # unset -> embedded broker (dev/test only)
-    database_url: str | None = None  # unset -> embedded PostgreSQL (dev/test only)
-    redis_url: str | None = None
+    # URLs may carry a password: kept out of repr(), and every error that shows one goes through app.redact.
+    database_url: str | None = Field(None, repr=False)  # unset -> embedded PostgreSQL (dev/test only)
+    redis_url: str | None = Field(None, repr=False)
     topic: str = Field("alerts", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
     partitions: int = Field(8, ge=1, le=1024)
     web_port: int = Field(6066, ge=0, le=65535)
@@ -32,9 +55,12 @@ class Settings(BaseSettings):
     flap_window: int = Field(1800, ge=1, description="seconds")
     flap_threshold: int = Field(4, ge=2)
     retention_days: int = Field(30, ge=1)
-    api_token: str | None = None
-    llm_url: str | None = None
-    llm_api_key: str | None = None
+    # Secrets (web/auth.py decides who passes): unset API_TOKEN -> writes open, unset READ_TOKEN -> reads open.
+    api_token: SecretStr | None = None
+    read_token: SecretStr | None = None
+    webhook_secret: SecretStr | None = None  # HMAC-SHA256 key of X-Alert-History-Signature on POST /webhook
+    llm_api_key: SecretStr | None = None
+    llm_url: str | None = Field(None, repr=False)
     llm_model: str | None = None
     # Not in the contract's list, but needed to run several isolated pipelines on one cluster.
     app_id: str = Field("alert-history", pattern=r"^[A-Za-z0-9._-]+$")
@@ -48,23 +74,36 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     query_timeout: float = Field(10.0, gt=0, le=600, description="seconds: statement timeout of every read query")
 
-    @field_validator("kafka_brokers", "database_url", "redis_url", "api_token", "llm_url", mode="before")
+    @field_validator(*_OPTIONAL, mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("database_url")
     @classmethod
-    def _postgres_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("postgres://", "postgresql://")):
-            raise ValueError("must start with postgresql://")
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_url(value, ("postgres", "postgresql"), "postgresql://user:password@host:5432/db")
         return value
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis:// or rediss://")
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("unix://"):
+            _check_url(value, ("redis", "rediss"), "redis://host:6379/0")
+        return value
+
+    @field_validator("api_token", "read_token", "webhook_secret")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """A header-safe value long enough not to be guessed; the message never shows it."""
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if not _TOKEN_CHARS.fullmatch(secret):
+            raise ValueError("must be printable ASCII without spaces (e.g. the output of `openssl rand -hex 32`)")
+        if len(secret) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters (e.g. `openssl rand -hex 32`)")
         return value
 
     @property
@@ -80,10 +119,18 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment; a bad value raises ConfigError naming the variable."""
+    """Build settings from the environment, and have app.redact mask their secrets from then on. A bad value
+    raises ConfigError naming the variable, showing the value only when it is no secret (redacted even then:
+    a URL may carry a password)."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        err = exc.errors()[0]
-        name = ENV_PREFIX + str(err["loc"][0]).upper() if err["loc"] else ENV_PREFIX
-        raise ConfigError(f"{name}: {err['msg']} (got {err.get('input')!r})") from None
+        err = exc.errors(include_url=False, include_context=False, include_input=True)[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        name = ENV_PREFIX + field.upper()
+        message = err["msg"].removeprefix("Value error, ")
+        if field in _SECRET_FIELDS or "input" not in err:
+            raise ConfigError(f"{name}: {message}") from None
+        raise ConfigError(f"{name}: {message} (got {redact(repr(err['input']))})") from None
+    remember_settings(settings)
+    return settings

@@ -13,6 +13,7 @@ import orjson
 
 from app.records import EPOCH, MICROSECOND, NEW_ROW, Decision, FingerprintState, Outcome
 from app.retry import retry
+from sinks.base import RowsRejected, StaleBatch, bisect
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,26 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
+def is_data_error(exc: BaseException) -> bool:
+    """PostgreSQL refused the rows themselves (SQLSTATE classes 22 data exception, 23 integrity constraint):
+    the same rows fail however often they are sent."""
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, asyncpg.PostgresError) and sqlstate[:2] in ("22", "23")
+
+
+def _reason(exc: BaseException) -> str:
+    """One line: the SQLSTATE and PostgreSQL's message with its detail."""
+    text = " ".join(str(exc).split())
+    sqlstate = getattr(exc, "sqlstate", None)
+    return f"{sqlstate}: {text}" if sqlstate else f"{type(exc).__name__}: {text}"
+
+
 DAY_MS = 86_400_000
+CONNECT_TIMEOUT_S = 10.0
+# A batch call takes well under a second; one that has not answered in this long will not: retry it.
+STATEMENT_TIMEOUT_S = 30.0
+# Past this, the worker exits 70 rather than ack a batch it could not store (README: Exactly-once in effect).
+WRITE_DEADLINE_S = 120.0
 
 
 def _day(ms: int) -> date:
@@ -142,17 +162,21 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def open_pool(url: str, size: int) -> asyncpg.Pool:
-    """An asyncpg pool with our codecs, retried while PostgreSQL is still starting."""
+async def open_pool(url: str, size: int, *, command_timeout: float | None = None) -> asyncpg.Pool:
+    """An asyncpg pool with our codecs, retried while PostgreSQL is still starting. `command_timeout`: the
+    client-side bound of every statement, so a PostgreSQL that stops answering raises instead of hanging."""
     return await retry(
         "connect to PostgreSQL",
-        lambda: asyncpg.create_pool(url, min_size=1, max_size=size, init=_init_connection),
+        lambda: asyncpg.create_pool(
+            url,
+            min_size=1,
+            max_size=size,
+            init=_init_connection,
+            command_timeout=command_timeout,
+            timeout=CONNECT_TIMEOUT_S,
+        ),
         retryable=is_retryable,
     )
-
-
-class StaleBatch(Exception):
-    """Another worker already stored offsets this batch covers (a rebalance zombie): drop the batch."""
 
 
 class PostgresSink:
@@ -163,7 +187,7 @@ class PostgresSink:
         self._partitions: set[date] = set()  # days whose alert_events partition is known to exist
 
     async def open(self) -> None:
-        self.pool = await open_pool(self._url, self._pool_size)
+        self.pool = await open_pool(self._url, self._pool_size, command_timeout=STATEMENT_TIMEOUT_S)
 
     async def close(self) -> None:
         if self.pool is not None:
@@ -192,26 +216,98 @@ class PostgresSink:
         self._partitions.clear()
 
     async def write(self, topic: str, outcomes: Sequence[Outcome], next_offsets: Mapping[int, int]) -> None:
-        rows = BatchRows.build(outcomes)
-        days = rows.days()
-        first = {}
-        for o in outcomes:
-            first.setdefault(o.position.partition, o.position.offset)
-
-        args = store_batch_args(topic, rows, first, next_offsets)  # serialised once, whatever the retries
+        days, args = self._prepare(topic, outcomes, next_offsets)  # serialised once, whatever the retries
+        # Set once an attempt ends without an answer (timeout, lost connection): it may have committed.
+        uncertain = False
 
         async def attempt() -> None:
+            nonlocal uncertain
+            try:
+                await self._write_once(days, args)
+            except StaleBatch:
+                if uncertain and await self._holds(topic, next_offsets):
+                    return  # an earlier attempt committed before its answer was lost: stored, exactly once
+                raise
+            except Exception as exc:
+                if is_data_error(exc):
+                    raise RowsRejected(f"PostgreSQL refused the batch: {_reason(exc)}") from exc
+                uncertain = uncertain or is_retryable(exc)
+                raise
+
+        await retry(
+            "write batch to PostgreSQL", attempt, retryable=is_retryable, deadline_s=WRITE_DEADLINE_S,
+            attempt_timeout_s=STATEMENT_TIMEOUT_S,
+        )  # fmt: skip
+
+    async def rejected(
+        self, topic: str, outcomes: Sequence[Outcome], next_offsets: Mapping[int, int]
+    ) -> list[tuple[Outcome, str]]:
+        """Each outcome PostgreSQL refuses alone, found by trial writes that are rolled back."""
+        assert self.pool is not None
+
+        async def refuses(part: Sequence[Outcome]) -> str | None:
+            try:
+                days, args = self._prepare(topic, part, next_offsets)
+            except RowsRejected as exc:
+                return str(exc)
             await self.ensure_partitions(days)
             try:
-                await self._write(args)
-            except asyncpg.exceptions.CheckViolationError as exc:
-                if "no partition" not in str(exc):
-                    raise
-                self.forget_partitions()  # retention dropped a day we had cached: recreate it once
-                await self.ensure_partitions(days)
-                await self._write(args)
+                async with self.pool.acquire() as conn:  # type: ignore[union-attr]
+                    tx = conn.transaction()
+                    await tx.start()
+                    try:
+                        await conn.fetchval(_STORE_BATCH, *args)
+                    finally:
+                        await tx.rollback()  # a trial: nothing of it stays
+            except Exception as exc:
+                if is_data_error(exc):
+                    return _reason(exc)
+                raise
+            return None
 
-        await retry("write batch to PostgreSQL", attempt, retryable=is_retryable, deadline_s=120)
+        return await bisect(outcomes, refuses)
+
+    def _prepare(
+        self, topic: str, outcomes: Sequence[Outcome], next_offsets: Mapping[int, int]
+    ) -> tuple[set[date], list[object]]:
+        rows = BatchRows.build(outcomes)
+        first: dict[int, int] = {}
+        for o in outcomes:
+            first.setdefault(o.position.partition, o.position.offset)
+        try:
+            return rows.days(), store_batch_args(topic, rows, first, next_offsets)
+        except (TypeError, ValueError) as exc:  # orjson: text it cannot encode (a lone surrogate), a too deep value
+            raise RowsRejected(f"rows cannot be encoded for PostgreSQL: {exc}") from exc
+
+    async def _write_once(self, days: set[date], args: Sequence[object]) -> None:
+        await self.ensure_partitions(days)
+        try:
+            await self._write(args)
+        except asyncpg.exceptions.CheckViolationError as exc:
+            if "no partition" not in str(exc):
+                raise
+            self.forget_partitions()  # retention dropped a day we had cached: recreate it once
+            await self.ensure_partitions(days)
+            await self._write(args)
+
+    async def refuse(self, topic: str, messages: Mapping[tuple[int, int], str]) -> None:
+        assert self.pool is not None
+        await self.pool.executemany(
+            "INSERT INTO refused_messages (topic, partition, \"offset\", reason) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT DO NOTHING",
+            [(topic, p, o, reason) for (p, o), reason in messages.items()],
+        )
+
+    async def refused_messages(self, topic: str) -> dict[tuple[int, int], str]:
+        assert self.pool is not None
+        rows = await self.pool.fetch(
+            'SELECT partition, "offset", reason FROM refused_messages WHERE topic = $1', topic
+        )
+        return {(r["partition"], r["offset"]): r["reason"] for r in rows}
+
+    async def _holds(self, topic: str, next_offsets: Mapping[int, int]) -> bool:
+        stored = await self.committed_offsets(topic)
+        return all(stored.get(p) == offset for p, offset in next_offsets.items())
 
     async def _write(self, args: Sequence[object]) -> None:
         assert self.pool is not None

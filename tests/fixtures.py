@@ -67,6 +67,12 @@ class Worker:
     def topic(self) -> str:
         return self.env["ALERT_HISTORY_TOPIC"]
 
+    @property
+    def auth(self) -> dict[str, str]:
+        """The Authorization header that lets a test read from this worker (its read token, else its API token)."""
+        token = self.env.get("ALERT_HISTORY_READ_TOKEN") or self.env.get("ALERT_HISTORY_API_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def start(self) -> None:
         env = {**os.environ, **self.env}
         log = self.log_path.open("ab")
@@ -86,7 +92,7 @@ class Worker:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
             try:
-                async with aiohttp.ClientSession() as s, s.get(f"{self.url}/readyz") as r:
+                async with aiohttp.ClientSession() as s, s.get(f"{self.url}/readyz", headers=self.auth) as r:
                     body = await r.json()
                     owns = body["checks"].get("assigned_partitions", 0) > 0
                     return r.status == 200 and (owns or not partitions)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from agents.ingest import describe_validation_error
 from app import metrics
 from app.errors import BrokerUnavailable, InvalidAlert
+from web import auth
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -62,14 +62,14 @@ async def read_tx(pool: asyncpg.Pool, timeout_s: float) -> AsyncIterator[asyncpg
 
 
 class ApiView(View):
-    """Base of every view: maps our errors to JSON error responses, checks the bearer token on writes."""
-
-    writes = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+    """Base of every view: maps our errors to JSON error responses, lets a request in by web.auth's rule."""
 
     async def dispatch(self, request: Any) -> Any:
         endpoint = getattr(self, "view_path", request.path)
         try:
-            self._authorize(request)
+            denied = await self._authorize(request)
+            if denied is not None:
+                return self._unauthorized(endpoint, denied)
             return await super().dispatch(request)
         except HTTPProblem as exc:
             return self._problem(endpoint, exc.status, exc.message)
@@ -95,13 +95,28 @@ class ApiView(View):
         metrics.REJECTED.labels(endpoint, str(status)).inc()
         return json_response({"error": message}, status=status)
 
-    def _authorize(self, request: web.Request) -> None:
-        token = self.app.settings.api_token  # type: ignore[attr-defined]
-        if token is None or request.method not in self.writes:
-            return
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise HTTPProblem(401, "missing or wrong Authorization: Bearer token (ALERT_HISTORY_API_TOKEN is set)")
+    def _route(self, request: web.Request) -> str:
+        """The pattern the request matched (/alerts/{fingerprint}/history), which web.auth's rule is keyed by."""
+        resource = request.match_info.route.resource
+        return resource.canonical if resource is not None else getattr(self, "view_path", request.path)
+
+    async def _authorize(self, request: web.Request, need: auth.Access | None = None) -> auth.Denied | None:
+        """None when the request may pass (as `need`, by default what its route and method need)."""
+        route = self._route(request)
+        need = need or auth.access(request.method, route)
+        keys = auth.Keys.from_settings(self.app.settings)  # type: ignore[attr-defined]
+        signable = route in auth.SIGNED_ROUTES
+        body = None
+        if signable and keys.webhook is not None and auth.SIGNATURE_HEADER in request.headers and keys.guards(need):
+            body = await request.read()  # aiohttp keeps it: read_json reads the same bytes again
+        return auth.decide(keys, need, request.headers, signable=signable, body=body)
+
+    async def may_read(self, request: web.Request) -> bool:
+        return await self._authorize(request, auth.Access.READ) is None
+
+    def _unauthorized(self, endpoint: str, denied: auth.Denied) -> web.Response:
+        metrics.REJECTED.labels(endpoint, "401").inc()
+        return json_response({"error": denied.message}, status=401, headers={"WWW-Authenticate": denied.challenge})
 
 
 async def read_json(request: web.Request, model: type[M], wrap: Callable[[Any], Any] | None = None) -> tuple[M, Any]:

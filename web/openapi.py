@@ -24,11 +24,16 @@ def _param(name: str, description: str, schema: dict[str, Any] | None = None, **
 
 _ERRORS = {
     "400": _json(_ref("Error"), "A parameter or the body is malformed; the message names it."),
+    "401": _json(_ref("Error"), "ALERT_HISTORY_READ_TOKEN is set; the read or API token is missing or wrong."),
     "503": _json(_ref("Error"), "Kafka or PostgreSQL unavailable, or the query hit the statement timeout."),
 }
 _WRITE_ERRORS = {
     **_ERRORS,
-    "401": _json(_ref("Error"), "ALERT_HISTORY_API_TOKEN is set and the bearer token is missing or wrong."),
+    "401": _json(
+        _ref("Error"),
+        "ALERT_HISTORY_API_TOKEN is set and the bearer token is missing or wrong (on /webhook, a valid "
+        "X-Alert-History-Signature passes instead when ALERT_HISTORY_WEBHOOK_SECRET is set).",
+    ),
     "413": _json(_ref("Error"), "Body larger than ALERT_HISTORY_MAX_BODY_BYTES."),
     "415": _json(_ref("Error"), "Content-Type is not application/json."),
     "422": _json(_ref("Error"), "Valid JSON, but not an alert (the message names the field)."),
@@ -215,7 +220,11 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "ready": {"type": "boolean"},
-            "checks": {"type": "object", "additionalProperties": True},
+            "checks": {
+                "type": "object",
+                "additionalProperties": True,
+                "description": "Per-check status; only for a caller who may read (ALERT_HISTORY_READ_TOKEN).",
+            },
         },
     },
 }
@@ -333,6 +342,14 @@ def document(version: str) -> dict[str, Any]:
         "paths": PATHS,
         "components": {
             "schemas": _SCHEMAS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "webhookSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Alert-History-Signature",
+                    "description": "sha256=<hex HMAC-SHA256 of the raw body, key ALERT_HISTORY_WEBHOOK_SECRET>",
+                },
+            },
         },
     }

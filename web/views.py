@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from typing import Any
@@ -11,7 +13,7 @@ import orjson
 import prometheus_client
 from aiohttp import web
 
-from app import metrics
+from app import metrics, redact
 from app.fingerprint import fingerprint
 from app.matchers import matchers_to_sql
 from app.models import AlertIn, PostableAlerts, WebhookIn
@@ -19,6 +21,8 @@ from app.produce import OutMessage, produce_all
 from web import openapi, params
 from web.api import ApiView, HTTPProblem, json_response, read_json, rfc3339
 from web.queries import BUCKETS, HistoryQuery, ReportQuery, episodes, event_json, gettable_alert
+
+log = logging.getLogger(__name__)
 
 
 def topic_messages(
@@ -191,10 +195,11 @@ class Healthz(ApiView):
 
 
 class Readyz(ApiView):
-    """Ready when Kafka and PostgreSQL answer; Redis is reported, never required."""
+    """Ready when Kafka and PostgreSQL answer; Redis is reported, never required. Anyone sees ready or not;
+    the per-check details only a caller who may read, and never an exception's text (it may name hosts)."""
 
     async def get(self, request: web.Request) -> web.Response:
-        checks = await asyncio.gather(self._kafka(), self._postgres(), self._redis())
+        checks = await asyncio.gather(_probe("kafka", self._kafka), _probe("postgres", self._postgres), self._redis())
         report: dict[str, object] = dict(zip(("kafka", "postgres", "redis"), checks, strict=True))
         ready = report["kafka"] == "ok" and report["postgres"] == "ok"
         # Reported, not required: a worker of a larger group may rightly own none; a web node takes none.
@@ -203,32 +208,41 @@ class Readyz(ApiView):
             report["assigned_partitions"] = sum(1 for tp in self.app.consumer.assignment() if tp.topic == topic)
         else:
             report["role"] = "web node: bridge and reads, no partitions"
-        return json_response({"ready": ready, "checks": report}, status=200 if ready else 503)
+        body: dict[str, object] = {"ready": ready}
+        if await self.may_read(request):
+            body["checks"] = report
+        return json_response(body, status=200 if ready else 503)
 
-    async def _kafka(self) -> str:
-        try:
-            client = self.app.producer._ensure_producer().client
-            await asyncio.wait_for(client.fetch_all_metadata(), 3)
-            return "ok"
-        except Exception as exc:
-            return f"error: {exc!r}"
+    async def _kafka(self) -> None:
+        client = self.app.producer._ensure_producer().client
+        await asyncio.wait_for(client.fetch_all_metadata(), 3)
 
-    async def _postgres(self) -> str:
-        try:
-            await asyncio.wait_for(self.app.resources.db.fetchval("SELECT 1"), 3)
-            return "ok"
-        except Exception as exc:
-            return f"error: {exc!r}"
+    async def _postgres(self) -> None:
+        await asyncio.wait_for(self.app.resources.db.fetchval("SELECT 1"), 3)
 
     async def _redis(self) -> str:
         redis = self.app.resources.redis
         if redis is None:
             return "not configured" if not self.app.settings.redis_url else "unreachable (degraded)"
-        try:
-            await asyncio.wait_for(redis.ping(), 2)
-            return "ok"
-        except Exception as exc:
-            return f"error: {exc!r}"
+        return await _probe("redis", lambda: asyncio.wait_for(redis.ping(), 2))
+
+
+_last_failure: dict[str, str] = {}
+
+
+async def _probe(check: str, call: Callable[[], Awaitable[object]]) -> str:
+    """`ok`, or a short reason (the exception's type); its redacted message goes to the log when it changes,
+    not on every probe."""
+    try:
+        await call()
+    except Exception as exc:
+        detail = redact.describe(exc)
+        if _last_failure.get(check) != detail:
+            _last_failure[check] = detail
+            log.warning("readiness check %s failed: %s", check, detail)
+        return "timeout" if isinstance(exc, TimeoutError) else f"unreachable: {type(exc).__name__}"
+    _last_failure.pop(check, None)
+    return "ok"
 
 
 class Metrics(ApiView):

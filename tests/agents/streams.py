@@ -99,6 +99,30 @@ async def read_topic(brokers: str, topic: str, start: dict[int, int] | None = No
     return out
 
 
+async def dead_letters(worker: Worker, n: int, containing: bytes = b"") -> list[Any]:
+    """The first `n` records of the worker's dead-letter topic whose value contains `containing`."""
+    consumer = AIOKafkaConsumer(
+        worker.topic + "-dlq",
+        bootstrap_servers=worker.endpoints.kafka_brokers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    got: list[Any] = []
+    try:
+
+        async def enough() -> bool:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                got.extend(r for r in records if containing in (r.value or b""))
+            return len(got) >= n
+
+        await eventually(enough, timeout=20, what=f"{n} dead letters")
+    finally:
+        await consumer.stop()
+    return got
+
+
 def rules(worker: Worker) -> Rules:
     """The dedup and flap rules the worker runs with, from its settings."""
     s = Settings(**{k.removeprefix(ENV_PREFIX).lower(): v for k, v in worker.env.items() if k.startswith(ENV_PREFIX)})

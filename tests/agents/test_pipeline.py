@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Awaitable
-from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from agents.ingest import DLQ_REASON_HEADER
 from app.fingerprint import fingerprint
 from tests.agents import streams
+from tests.agents.streams import dead_letters
 from tests.fixtures import Worker, eventually, unique
 
 
@@ -21,29 +20,6 @@ async def produce(worker: Worker, values: list[bytes], key: bytes | None = None)
 
 async def count(db, run: str) -> int:  # type: ignore[no-untyped-def]
     return int(await db.fetchval("SELECT count(*) FROM alert_events WHERE labels->>'run' = $1", run))
-
-
-async def dead_letters(worker: Worker, n: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        worker.topic + "-dlq",
-        bootstrap_servers=worker.endpoints.kafka_brokers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    got: list[Any] = []
-    try:
-
-        async def enough() -> bool:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                got.extend(records)
-            return len(got) >= n
-
-        await eventually(enough, timeout=20, what=f"{n} dead letters")
-    finally:
-        await consumer.stop()
-    return got
 
 
 async def test_raw_message_without_fingerprint_or_status(worker: Worker, db) -> None:
