@@ -78,6 +78,10 @@ class ServiceProcess:
     proc: subprocess.Popen[bytes]
 
     @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
     def alive(self) -> bool:
         return self.proc.poll() is None
 

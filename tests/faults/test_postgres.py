@@ -17,7 +17,7 @@ from tests.faults.load import WebhookLoad, verify
 from tests.faults.supervisor import Supervisor, read
 
 QUERY_TIMEOUT_S = 2.0
-READ_MARGIN_S = 3.0  # a read's answer may take QUERY_TIMEOUT_S and this much more
+READ_MARGIN_S = 5.0  # a read's 503 may take QUERY_TIMEOUT_S, the client-side margin (2 s) and a loaded machine's 3 s
 SINK_BOUND_S = 120  # README "Exactly-once in effect": a batch not stored within this makes the worker exit 70
 EXIT_MARGIN_S = 25
 SHORT_FREEZE_S = 30
@@ -61,10 +61,7 @@ async def test_reads_answer_503_within_the_query_timeout_while_postgres_is_froze
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the lead's branch: client-side timeouts in the sink, so a hung PostgreSQL makes the worker exit 70",
-)
+@pytest.mark.xfail(strict=True, reason="needs reads: reads answer 503 within QUERY_TIMEOUT + margin, not hang")
 async def test_postgres_frozen_150_s_worker_exits_70_and_its_restart_stores_everything_once(
     own_services, fault_workers, pool_for
 ) -> None:  # type: ignore[no-untyped-def]
