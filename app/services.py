@@ -27,6 +27,7 @@ from pathlib import Path
 
 import psutil
 
+from app.probes import kafka_answers, kafka_brokers, redis_ping
 from app.topics import Replication
 
 KAFKA_VERSION = "3.9.1"
@@ -60,14 +61,6 @@ def _wait(check: Callable[[], bool], timeout_s: float, what: str, log: Path | No
     raise ServiceError(f"{what} not ready after {timeout_s:.0f}s\n{tail}")
 
 
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @dataclass(frozen=True)
 class ServiceProcess:
     """One embedded server and every process under it (PostgreSQL's backends each lead a process group of
@@ -86,17 +79,23 @@ class ServiceProcess:
         return self.proc.poll() is None
 
     def freeze(self) -> None:
-        """SIGSTOP: connections stay open and nothing answers. The parent first, so it forks no new child; returns
-        once every process is stopped (a signal is delivered, not obeyed, when sent)."""
-        procs = self._signal(signal.SIGSTOP, parent_first=True)
-        _wait(lambda: all(_stopped(p) for p in procs), 10, f"{self.name} node {self.node} to stop", None)
+        """SIGSTOP: connections stay open and nothing answers. A parent is stopped before its children are listed,
+        so none forks a child that escapes; returns once all are stopped (a signal is delivered, not obeyed, when
+        sent)."""
+        level = [self._root()]
+        while level:
+            _send(level, signal.SIGSTOP)
+            _wait(lambda procs=level: all(_stopped(p) for p in procs), 10, f"{self.name} to stop", None)
+            level = [child for proc in level for child in _children(proc)]
 
     def thaw(self) -> None:
-        self._signal(signal.SIGCONT, parent_first=False)
+        root = self._root()
+        _send([*reversed(_children(root, recursive=True)), root], signal.SIGCONT)
 
     def kill(self) -> None:
         """SIGKILL of the whole tree, and reaped."""
-        self._signal(signal.SIGKILL, parent_first=True)
+        root = self._root()
+        _send([root, *_children(root, recursive=True)], signal.SIGKILL)  # listed before the root's death orphans them
         self.proc.wait()
 
     @contextmanager
@@ -107,18 +106,25 @@ class ServiceProcess:
         finally:
             self.thaw()
 
-    def _signal(self, sig: int, *, parent_first: bool) -> list[psutil.Process]:
+    def _root(self) -> psutil.Process:
         if not self.alive:
             raise ServiceError(f"{self.name} node {self.node} (pid {self.proc.pid}) is not running")
-        root = psutil.Process(self.proc.pid)
-        children = root.children(recursive=True)  # listed before a SIGKILL of the root orphans them
-        procs = [root, *children] if parent_first else [*reversed(children), root]
-        for proc in procs:
-            try:
-                proc.send_signal(sig)
-            except psutil.NoSuchProcess:
-                pass  # a backend that had just exited
-        return procs
+        return psutil.Process(self.proc.pid)
+
+
+def _children(proc: psutil.Process, recursive: bool = False) -> list[psutil.Process]:
+    try:
+        return proc.children(recursive=recursive)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _send(procs: list[psutil.Process], sig: int) -> None:
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass  # a backend that had just exited
 
 
 def _stopped(proc: psutil.Process) -> bool:
@@ -276,7 +282,7 @@ class ServiceStack:
             self._spawn("kafka", argv, node.home / "stdout.log", node=node.id)
         ports = [node.port for node in nodes]
         _wait(
-            lambda: all(_kafka_answers(p) for p in ports) and _kafka_brokers(ports[0]) == n,
+            lambda: all(kafka_answers(p) for p in ports) and kafka_brokers(ports[0]) == n,
             90 + 30 * (n - 1),
             f"Kafka ({n} broker{'s' * (n > 1)})",
             nodes[0].home / "server.log",
@@ -389,7 +395,7 @@ class ServiceStack:
             home / "server.log",
         )
         try:
-            _wait(lambda: _redis_ping(port), 20, "Redis", home / "server.log")
+            _wait(lambda: redis_ping(port), 20, "Redis", home / "server.log")
         except ServiceError as exc:
             self.log(f"redis: not started ({exc}); running without Redis")
             return None
@@ -421,52 +427,6 @@ def _postgres_user() -> str | None:
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
     return "postgres"
-
-
-def _kafka_call(port: int, api_key: int, version: int, body: bytes = b"") -> bytes | None:
-    """One request of the Kafka protocol; the response after its correlation id, or None if none came."""
-    client = b"probe"
-    request = api_key.to_bytes(2, "big") + version.to_bytes(2, "big") + (1).to_bytes(4, "big")
-    request += len(client).to_bytes(2, "big") + client + body
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-            s.sendall(len(request).to_bytes(4, "big") + request)
-            size = int.from_bytes(_recv_exactly(s, 4), "big")
-            return _recv_exactly(s, size)[4:]
-    except OSError:
-        return None
-
-
-def _recv_exactly(s: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("Kafka closed the connection")
-        data += chunk
-    return data
-
-
-def _kafka_answers(port: int) -> bool:
-    """A real protocol round trip (ApiVersions v0: error code 0), not just an open port."""
-    data = _kafka_call(port, 18, 0)
-    return data is not None and len(data) >= 2 and int.from_bytes(data[:2], "big") == 0
-
-
-def _kafka_brokers(port: int) -> int:
-    """How many brokers the cluster's metadata lists (Metadata v1 for no topic): a broker appears once the
-    controllers have registered it, and a topic replicated on three needs all three there."""
-    data = _kafka_call(port, 3, 1, (0).to_bytes(4, "big"))
-    return int.from_bytes(data[:4], "big", signed=True) if data and len(data) >= 4 else 0
-
-
-def _redis_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)
