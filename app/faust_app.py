@@ -20,6 +20,7 @@ from app.consumer import Consumer
 from app.logs import logging_config
 from app.pipeline import Pipeline, wire
 from app.settings import Settings
+from app.topics import cluster_replication
 from sinks.postgres import PostgresSink, open_pool
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,19 @@ class AlertHistoryApp(faust.App):
         transport = super()._new_transport()
         transport.Consumer = Consumer  # Faust's consumer, delivering chunks of records (app/consumer.py)
         return transport
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        await self._replicate_faust_topics()
+
+    async def _replicate_faust_topics(self) -> None:
+        """Faust declares the tables' changelogs and its assignor topic itself, after this: on a cluster they are
+        kept as ours are (app/topics.py), so a broker lost never takes table state PostgreSQL already reflects."""
+        replication = await cluster_replication(self.settings.kafka_brokers or "")
+        self.conf.topic_replication_factor = replication.factor
+        for table in self.tables.values():
+            changelog = table.changelog_topic
+            changelog.config = {**(changelog.config or {}), **replication.topic_config}
 
 
 def create_app(settings: Settings) -> AlertHistoryApp:

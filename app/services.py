@@ -1,7 +1,9 @@
 """Embedded Kafka, PostgreSQL and Redis for `alert-history dev` and the test session.
 
 Each is a real server process on a free loopback port and a private directory, or the one named
-by ALERT_HISTORY_KAFKA_BROKERS / _DATABASE_URL / _REDIS_URL when set. No Docker needed.
+by ALERT_HISTORY_KAFKA_BROKERS / _DATABASE_URL / _REDIS_URL when set. No Docker needed. Kafka is one
+broker, or a real cluster of `kafka_nodes` KRaft brokers (fault tests); `process()` hands each server
+process to whoever needs to freeze or kill it.
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+
+import psutil
+
+from app.probes import kafka_answers, kafka_brokers, redis_ping
+from app.topics import Replication
 
 KAFKA_VERSION = "3.9.1"
 
@@ -54,12 +62,77 @@ def _wait(check: Callable[[], bool], timeout_s: float, what: str, log: Path | No
     raise ServiceError(f"{what} not ready after {timeout_s:.0f}s\n{tail}")
 
 
-def _port_open(port: int) -> bool:
+@dataclass(frozen=True)
+class ServiceProcess:
+    """One embedded server and every process under it (PostgreSQL's backends each lead a process group of
+    their own), to freeze, thaw or kill -9 as a whole: what a hung or crashed server looks like to its clients."""
+
+    name: str
+    node: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers. A parent is stopped before its children are listed,
+        so none forks a child that escapes; returns once all are stopped (a signal is delivered, not obeyed, when
+        sent)."""
+        level = [self._root()]
+        while level:
+            _send(level, signal.SIGSTOP)
+            _wait(lambda procs=level: all(_stopped(p) for p in procs), 10, f"{self.name} to stop", None)
+            level = [child for proc in level for child in _children(proc)]
+
+    def thaw(self) -> None:
+        root = self._root()
+        _send([*reversed(_children(root, recursive=True)), root], signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL of the whole tree, and reaped."""
+        root = self._root()
+        _send([root, *_children(root, recursive=True)], signal.SIGKILL)  # listed before the root's death orphans them
+        self.proc.wait()
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        self.freeze()
+        try:
+            yield
+        finally:
+            self.thaw()
+
+    def _root(self) -> psutil.Process:
+        if not self.alive:
+            raise ServiceError(f"{self.name} node {self.node} (pid {self.proc.pid}) is not running")
+        return psutil.Process(self.proc.pid)
+
+
+def _children(proc: psutil.Process, recursive: bool = False) -> list[psutil.Process]:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+        return proc.children(recursive=recursive)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _send(procs: list[psutil.Process], sig: int) -> None:
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass  # a backend that had just exited
+
+
+def _stopped(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
 
 
 @dataclass
@@ -69,20 +142,27 @@ class ServiceStack:
     database_url: str | None = None
     redis_url: str | None = None
     want_redis: bool = True
+    kafka_nodes: int = 1  # brokers of the embedded Kafka: 3 makes a real cluster, each broker also a controller
     log: Callable[[str], None] = print
     kafka_version: str = "external"
     timings: dict[str, float] = field(default_factory=dict)
-    _procs: list[tuple[subprocess.Popen[bytes], int]] = field(default_factory=list)  # (process, stop signal)
+    _procs: list[tuple[ServiceProcess, int]] = field(default_factory=list)  # (process, stop signal)
     _dirs: list[Path] = field(default_factory=list)
     _own_dir: bool = False
 
     @classmethod
     def from_env(cls, **kw: object) -> ServiceStack:
+        """ALERT_HISTORY_KAFKA_BROKERS, _DATABASE_URL, _REDIS_URL: those to use instead of starting them;
+        ALERT_HISTORY_KAFKA_NODES: how many brokers the embedded Kafka has (1, or 3 for a cluster)."""
         env = os.environ.get
+        nodes = env("ALERT_HISTORY_KAFKA_NODES") or "1"
+        if not nodes.isdigit() or not 1 <= int(nodes) <= 9:
+            raise ServiceError(f"ALERT_HISTORY_KAFKA_NODES: must be a number of brokers from 1 to 9, got {nodes!r}")
         return cls(
             kafka_brokers=env("ALERT_HISTORY_KAFKA_BROKERS") or None,  # type: ignore[arg-type]
             database_url=env("ALERT_HISTORY_DATABASE_URL") or None,
             redis_url=env("ALERT_HISTORY_REDIS_URL") or None,
+            kafka_nodes=int(nodes),
             **kw,
         )
 
@@ -109,17 +189,30 @@ class ServiceStack:
             raise
         return Endpoints(self.kafka_brokers, self.database_url, self.redis_url)
 
+    def process(self, name: str, node: int = 1) -> ServiceProcess:
+        """The running server `name` ("kafka", "postgres", "redis"); `node` is a Kafka broker's node.id (1…)."""
+        for proc, _ in self._procs:
+            if (proc.name, proc.node) == (name, node):
+                return proc
+        started = ", ".join(f"{p.name} node {p.node}" for p, _ in self._procs) or "none"
+        raise ServiceError(f"this stack started no {name} node {node} (started: {started})")
+
     def stop(self) -> None:
-        for proc, stop_signal in reversed(self._procs):
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, stop_signal)
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                except ProcessLookupError:
-                    pass
+        """Every server signalled at once (a frozen one thawed first, or its stop would wait for ever), then
+        reaped within one shared deadline."""
+        running = [(p, sig) for p, sig in reversed(self._procs) if p.alive]
+        for proc, stop_signal in running:
+            try:
+                proc.thaw()
+                os.killpg(proc.proc.pid, stop_signal)
+            except (ProcessLookupError, ServiceError):
+                pass
+        deadline = time.monotonic() + 20
+        for proc, _ in running:
+            try:
+                proc.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
         self._procs.clear()
         for path in self._dirs:
             shutil.rmtree(path, ignore_errors=True)
@@ -135,44 +228,71 @@ class ServiceStack:
         return url
 
     def _spawn(
-        self, argv: list[str], log: Path, user: str | None = None, stop_signal: int = signal.SIGTERM
-    ) -> subprocess.Popen[bytes]:
+        self,
+        name: str,
+        argv: list[str],
+        log: Path,
+        user: str | None = None,
+        stop_signal: int = signal.SIGTERM,
+        node: int = 1,
+    ) -> ServiceProcess:
         if user is not None:
             argv = ["runuser", "-u", user, "--", *argv]
         with log.open("ab") as out:  # the child keeps its own copy of the descriptor
             proc = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )  # own process group: stop() kills it whole
-        self._procs.append((proc, stop_signal))
-        return proc
+        server = ServiceProcess(name, node, proc)
+        self._procs.append((server, stop_signal))
+        return server
 
     # --- Kafka -------------------------------------------------------------------------------
     def _start_kafka(self) -> str:
+        """One broker, or a cluster of `kafka_nodes`: each broker also a controller (three voters), started
+        together and waited for together, until every one answers and the metadata lists them all."""
         if shutil.which("java") is None:
             raise ServiceError("Java 17 is needed for the embedded Kafka broker (or set ALERT_HISTORY_KAFKA_BROKERS)")
         began = time.monotonic()
         libs = kafka_libs()
         assert self.workdir is not None
-        home = self.workdir / "kafka"
-        shutil.rmtree(home, ignore_errors=True)  # embedded services start empty, like PostgreSQL's
-        home.mkdir()
-        port, controller = free_port(), free_port()
-        props = home / "server.properties"
-        props.write_text(_kafka_properties(home, port, controller))
-        (home / "log4j.properties").write_text(_LOG4J.format(log=home / "server.log"))
+        n = self.kafka_nodes
+        homes = [self.workdir / "kafka"] if n == 1 else [self.workdir / f"kafka-{i}" for i in range(1, n + 1)]
+        nodes = [_KafkaNode(i, home, free_port(), free_port()) for i, home in enumerate(homes, 1)]
+        voters = ",".join(f"{node.id}@127.0.0.1:{node.controller}" for node in nodes)
+        replication = Replication.for_cluster(n)
         cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        java = ["java", f"-Dlog4j.configuration=file:{home / 'log4j.properties'}", "-cp", f"{libs}/*"]
-        subprocess.run(
+        formats = []
+        for node in nodes:
+            shutil.rmtree(node.home, ignore_errors=True)  # embedded services start empty, like PostgreSQL's
+            node.home.mkdir()
+            (node.home / "server.properties").write_text(_kafka_properties(node, voters, replication))
+            (node.home / "log4j.properties").write_text(_LOG4J.format(log=node.home / "server.log"))
             # `--cluster-id=…`: a random id may start with "-", which as a separate argument reads as an option.
-            [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster}", "-c", str(props)],
-            check=True,
-            capture_output=True,
+            formats.append(subprocess.Popen(
+                [*_java(node, libs), "kafka.tools.StorageTool", "format", f"--cluster-id={cluster}", "-c",
+                 str(node.home / "server.properties")],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            ))  # fmt: skip
+        for node, fmt in zip(nodes, formats, strict=True):
+            out, _ = fmt.communicate()
+            if fmt.returncode != 0:
+                raise ServiceError(f"formatting Kafka node {node.id} failed:\n{out.decode(errors='replace')[-2000:]}")
+        heap = ["-Xms256m", "-Xmx768m"] if n == 1 else ["-Xms128m", "-Xmx512m"]
+        for node in nodes:
+            argv = [*_java(node, libs), *heap, "-XX:+UseG1GC", "kafka.Kafka", str(node.home / "server.properties")]
+            self._spawn("kafka", argv, node.home / "stdout.log", node=node.id)
+        ports = [node.port for node in nodes]
+        _wait(
+            lambda: all(kafka_answers(p) for p in ports) and kafka_brokers(ports[0]) == n,
+            90 + 30 * (n - 1),
+            f"Kafka ({n} broker{'s' * (n > 1)})",
+            nodes[0].home / "server.log",
         )
-        self._spawn([*java, "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "kafka.Kafka", str(props)], home / "stdout.log")
-        _wait(lambda: _port_open(port) and _kafka_answers(port), 90, "Kafka", home / "server.log")
         self.kafka_version = KAFKA_VERSION
-        self.log(f"started Apache Kafka {KAFKA_VERSION} (KRaft) on 127.0.0.1:{port} in {time.monotonic() - began:.1f}s")
-        return f"127.0.0.1:{port}"
+        brokers = ",".join(f"127.0.0.1:{p}" for p in ports)
+        what = "" if n == 1 else f", a cluster of {n}, replication {replication.factor}"
+        self.log(f"started Apache Kafka {KAFKA_VERSION} (KRaft{what}) on {brokers} in {time.monotonic() - began:.1f}s")
+        return brokers
 
     # --- PostgreSQL --------------------------------------------------------------------------
     def _start_postgres(self) -> str:
@@ -193,6 +313,7 @@ class ServiceStack:
         )
         port = free_port()
         self._spawn(
+            "postgres",
             [
                 f"{bindir}/postgres",
                 "-D",
@@ -258,6 +379,7 @@ class ServiceStack:
         home.mkdir()
         port = free_port()
         self._spawn(
+            "redis",
             [
                 server,
                 "--port",
@@ -274,7 +396,7 @@ class ServiceStack:
             home / "server.log",
         )
         try:
-            _wait(lambda: _redis_ping(port), 20, "Redis", home / "server.log")
+            _wait(lambda: redis_ping(port), 20, "Redis", home / "server.log")
         except ServiceError as exc:
             self.log(f"redis: not started ({exc}); running without Redis")
             return None
@@ -335,44 +457,35 @@ def _postgres_user() -> str | None:
     return "postgres"
 
 
-def _kafka_answers(port: int) -> bool:
-    """A real protocol round trip (ApiVersions), not just an open port."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-            client = b"probe"
-            body = (18).to_bytes(2, "big") + (0).to_bytes(2, "big") + (1).to_bytes(4, "big")
-            body += len(client).to_bytes(2, "big") + client
-            s.sendall(len(body).to_bytes(4, "big") + body)
-            size = int.from_bytes(s.recv(4), "big")
-            data = s.recv(size)
-            return len(data) >= 6 and int.from_bytes(data[4:6], "big") == 0
-    except OSError:
-        return False
+@dataclass(frozen=True)
+class _KafkaNode:
+    id: int
+    home: Path
+    port: int
+    controller: int
 
 
-def _redis_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+def _java(node: _KafkaNode, libs: Path) -> list[str]:
+    return ["java", f"-Dlog4j.configuration=file:{node.home / 'log4j.properties'}", "-cp", f"{libs}/*"]
 
 
-def _kafka_properties(home: Path, port: int, controller: int) -> str:
+def _kafka_properties(node: _KafkaNode, voters: str, replication: Replication) -> str:
+    # The broker's own topics (group offsets, transactions, auto-created ones) replicated as ours are.
     return f"""process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+node.id={node.id}
+controller.quorum.voters={voters}
+listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller}
+advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs={home / "data"}
+log.dirs={node.home / "data"}
 num.partitions=8
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor={replication.factor}
 offsets.topic.num.partitions=8
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={replication.factor}
+transaction.state.log.min.isr={replication.min_insync}
+default.replication.factor={replication.factor}
+min.insync.replicas={replication.min_insync}
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 log.flush.interval.messages=9223372036854775807

@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 
 from app.migrate import migrate
-from app.services import Endpoints
+from app.services import Endpoints, ServiceProcess
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
@@ -104,6 +104,12 @@ class Worker:
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- worker log ---\n{self.tail()}") from None
 
+    @property
+    def process(self) -> ServiceProcess:
+        """The running worker, to freeze or kill -9 as the embedded servers are."""
+        assert self.proc is not None, "worker not started"
+        return ServiceProcess("worker", 1, self.proc)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
@@ -141,12 +147,15 @@ def worker_env(endpoints: Endpoints, workdir: Path, **settings: object) -> dict[
 
 @pytest.fixture(scope="session")
 def make_worker(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Worker]]:
-    """Factory: make_worker(env=None, **settings) → a started Worker (not yet waited for)."""
+    """Factory: make_worker(env=None, endpoints=None, **settings) → a started Worker (not yet waited for); `endpoints`
+    other than the session's: a test's own services."""
     started: list[Worker] = []
+    session = endpoints
 
-    def make(env: dict[str, str] | None = None, **settings: object) -> Worker:
+    def make(env: dict[str, str] | None = None, endpoints: Endpoints | None = None, **settings: object) -> Worker:
         workdir = tmp_path_factory.mktemp("worker")
-        worker = Worker(endpoints, workdir, env or worker_env(endpoints, workdir, **settings), free_port())
+        ep = endpoints or session
+        worker = Worker(ep, workdir, env or worker_env(ep, workdir, **settings), free_port())
         if env is not None:
             worker.env = {**env, **{f"ALERT_HISTORY_{k.upper()}": str(v) for k, v in settings.items()}}
             worker.env["ALERT_HISTORY_WEB_PORT"] = str(worker.port)
