@@ -6,6 +6,7 @@ import asyncio
 import gc
 import io
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,8 +16,8 @@ import faust
 import mode
 import redis.asyncio as aioredis
 
-from app import retention
-from app.consumer import Consumer
+from app import faust_adapter, retention
+from app.faust_adapter import Consumer
 from app.logs import logging_config
 from app.pipeline import Pipeline, wire
 from app.settings import Settings
@@ -24,6 +25,8 @@ from app.topics import cluster_replication
 from sinks.postgres import PostgresSink, open_pool
 
 log = logging.getLogger(__name__)
+
+EXIT_CONFIG = 78  # EX_CONFIG: this installation cannot run (an untested Faust), restarting will not help
 
 
 class Resources(mode.Service):
@@ -91,11 +94,11 @@ class AlertHistoryApp(faust.App):
     settings: Settings
     resources: Resources
     pipeline: Pipeline | None  # None on a web node (ALERT_HISTORY_PIPELINE_ENABLED=false)
-    chunked_topics: frozenset[str] = frozenset()  # delivered a fetched chunk per event (app/consumer.py)
+    chunked_topics: frozenset[str] = frozenset()  # delivered a fetched chunk per event (app/faust_adapter.py)
 
     def _new_transport(self) -> Any:
         transport = super()._new_transport()
-        transport.Consumer = Consumer  # Faust's consumer, delivering chunks of records (app/consumer.py)
+        transport.Consumer = Consumer  # Faust's consumer, delivering chunks of records (app/faust_adapter.py)
         return transport
 
     async def on_first_start(self) -> None:
@@ -174,6 +177,13 @@ def _dump_tasks() -> None:
 
 def _at_start(app: AlertHistoryApp) -> None:
     async def start() -> None:
+        tables = [app.pipeline.history.states.table] if app.pipeline is not None else []
+        try:
+            faust_adapter.check(app, tables)
+        except faust_adapter.FaustIncompatible as exc:
+            log.critical("%s", exc)
+            logging.shutdown()
+            os._exit(EXIT_CONFIG)
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
         _tune_gc()
 

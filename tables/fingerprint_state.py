@@ -14,7 +14,6 @@ pipeline does per event. The stored bytes are a JSON array of the state's fields
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -24,6 +23,7 @@ import orjson
 import rocksdict
 from faust.stores.rocksdb import Store
 
+from app.faust_adapter import raw_producer, rocksdb, rocksdbs, send_record_batches
 from app.records import FingerprintState
 from app.settings import Settings
 
@@ -75,7 +75,7 @@ class FingerprintStates:
         return self.table.data  # type: ignore[no-any-return]
 
     def get(self, fingerprint: str, partition: int) -> FingerprintState | None:
-        raw = self._store._db_for_partition(partition).get(fingerprint.encode())
+        raw = rocksdb(self.table, partition).get(fingerprint.encode())
         return None if raw is None else decode(raw)
 
     async def write(self, changes: Mapping[tuple[str, int], FingerprintState | None]) -> None:
@@ -98,24 +98,8 @@ class FingerprintStates:
                     batch.delete(key)
                 else:
                     batch.put(key, value)
-            store._db_for_partition(partition).write(batch)
-        producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
-        sent: list[tuple[int, asyncio.Future[object], int]] = []
-        for partition, records in by_partition.items():
-            builder = producer.create_batch()
-            count = 0
-            for key, value in records:
-                while builder.append(key=key, value=value, timestamp=None) is None:  # full: send, start another
-                    if count == 0:
-                        raise ValueError(f"changelog record for {key!r} exceeds the producer's max batch size")
-                    sent.append((partition, await producer.send_batch(builder, topic, partition=partition), count))
-                    builder, count = producer.create_batch(), 0
-                count += 1
-            sent.append((partition, await producer.send_batch(builder, topic, partition=partition), count))
-        persisted: dict[int, int] = {}
-        for partition, future, count in sent:
-            meta = await future
-            persisted[partition] = max(persisted.get(partition, -1), meta.offset + count - 1)  # type: ignore[attr-defined]
+            rocksdb(self.table, partition).write(batch)
+        persisted = await send_record_batches(raw_producer(self.app), topic, by_partition)
         # Where recovery resumes reading the changelog into this partition's RocksDB.
         for partition, offset in persisted.items():
             store.set_persisted_offset(faust.types.TP(topic, partition), offset)
@@ -123,8 +107,9 @@ class FingerprintStates:
     def items(self, partitions: set[int]) -> Iterator[tuple[str, int, FingerprintState]]:
         """Every live state of these partitions: (fingerprint, partition, state)."""
         store = self._store
+        open_dbs = rocksdbs(self.table)
         for partition in sorted(partitions):
-            db = store._dbs.get(partition)
+            db = open_dbs.get(partition)
             if db is None:
                 continue
             for key, raw in db.items():

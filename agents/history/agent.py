@@ -21,7 +21,7 @@ from agents.history.expiry import Expiry
 from agents.history.holes import HoleFiller
 from agents.history.writer import Writer, batch_failed, leave_unacked
 from app import metrics
-from app.consumer import ChunkSchema, RecordChunk
+from app.faust_adapter import ChunkSchema, RecordChunk
 from app.produce import produce_all
 from app.settings import Settings
 from sinks.base import Sink
@@ -147,7 +147,7 @@ def _report(batch: Batch) -> None:
 def wire(app: faust.App, settings: Settings, sink: Sink) -> HistoryAgent:
     """Register the history agent, its table and its expiry timer on `app`."""
     history = HistoryAgent(app, settings, sink)
-    # Delivered a fetched chunk of records per event (app/consumer.py): the agent works in batches.
+    # Delivered a fetched chunk of records per event (app/faust_adapter.py): the agent works in batches.
     app.chunked_topics = app.chunked_topics | {settings.topic}  # type: ignore[attr-defined]
     topic = app.topic(settings.topic, schema=ChunkSchema(), partitions=settings.partitions)
 

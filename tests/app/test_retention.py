@@ -24,9 +24,8 @@ async def pool(endpoints: Endpoints) -> AsyncIterator[asyncpg.Pool]:
 async def _insert(pool: asyncpg.Pool, event_id: int, at: datetime) -> None:
     await pool.execute(
         """INSERT INTO alert_events (id, fingerprint, status, labels, starts_at, received_at, last_seen_at,
-                                     severity, classification, decision)
-           VALUES ($1, 'feedfacefeedface', 'firing', '{"alertname": "Old"}', $2, $2, $2, 'none', 'other',
-                   'first_seen')""",
+                                     severity, decision)
+           VALUES ($1, 'feedfacefeedface', 'firing', '{"alertname": "Old"}', $2, $2, $2, 'none', 'first_seen')""",
         event_id,
         at,
     )
@@ -69,7 +68,7 @@ async def test_the_sink_recreates_a_day_dropped_behind_its_back(endpoints: Endpo
         day = T0.date()
         await sink.ensure_partitions({day})  # now cached as existing...
         await sink.pool.execute(f'DROP TABLE IF EXISTS "alert_events_{day:%Y%m%d}"')  # ...and dropped
-        outcome = Outcome(ev.fingerprint, ev.position, decision, st, ev, severity="none", classification="other")
+        outcome = Outcome(ev.fingerprint, ev.position, decision, st, ev, severity="none")
         await sink.write(topic, [outcome], {0: 1})
         assert await sink.pool.fetchval("SELECT count(*) FROM alert_events WHERE id = $1", st.event_id) == 1
     finally:

@@ -11,7 +11,7 @@ from aiokafka.structs import ConsumerRecord
 from faust.types import TP, ConsumerMessage
 from mode.utils.locks import Event
 
-from app.consumer import Consumer, RecordChunk, Started, gaps
+from app.faust_adapter import Consumer, RecordChunk, Started, gaps
 
 
 class Flow(mode.Service):
@@ -158,3 +158,32 @@ def test_acking_a_chunk_acks_each_of_its_offsets_once() -> None:
     assert acks._n_acked == 3 and message not in acks._unacked_messages
     assert Consumer.ack(acks, message) is False  # type: ignore[arg-type]
     assert acks._acked[tp] == [3, 4, 6] and acks._n_acked == 3
+
+
+def _app(tmp_path):  # type: ignore[no-untyped-def]
+    from app.faust_app import create_app
+    from app.settings import load_settings
+
+    settings = load_settings(
+        kafka_brokers="127.0.0.1:9", database_url="postgresql://nobody@127.0.0.1:9/none", data_dir=str(tmp_path)
+    )
+    app = create_app(settings)
+    return app, [app.pipeline.history.states.table]
+
+
+def test_the_installed_faust_has_every_private_attribute_relied_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app import faust_adapter
+
+    app, tables = _app(tmp_path)
+    faust_adapter.check(app, tables)  # what every worker runs at start
+
+
+def test_a_faust_without_one_fails_the_check_naming_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app import faust_adapter
+
+    app, tables = _app(tmp_path)
+    del app.consumer._acked_index  # as a Faust that renamed it would be
+    with pytest.raises(faust_adapter.FaustIncompatible) as err:
+        faust_adapter.check(app, tables)
+    assert "faust.transport.drivers.aiokafka.Consumer._acked_index" in str(err.value)
+    assert "install that version" in str(err.value)

@@ -1,4 +1,13 @@
-"""Faust's aiokafka consumer, delivering the pipeline's topic one fetched chunk at a time.
+"""Every use of Faust's private API, in one place, with a check at start that names each attribute relied on.
+
+A Faust upgrade that renames one fails the worker at start (and `tests/app/test_faust_adapter.py`), loudly,
+instead of silently in production. What is here:
+- `Consumer`: Faust's aiokafka consumer, delivering the chunked topics one fetched chunk at a time;
+- `raw_producer`: the aiokafka producer under Faust's, for record batches and metadata;
+- `rocksdb`, `rocksdbs`: a RocksDB table's per-partition databases;
+- `check`: the start-up check.
+
+The chunked consumer:
 
 Faust turns every fetched record into a message and an event and passes each through the conductor,
 the channel's queue, the stream and the ack bookkeeping: more of a worker's CPU per record than deciding it
@@ -20,10 +29,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator, Coroutine, Generator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Generator, Mapping, Sequence
 from typing import Any
 
 import faust
+import rocksdict
+from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka
@@ -35,6 +46,81 @@ log = logging.getLogger(__name__)
 
 TESTED_FAUST = ("0.15.",)
 CHUNK_RECORDS = 500  # a partition's fetch is split into chunks of at most this many records
+
+# Each private attribute this module relies on, by the Faust class that must have it (on its instances).
+PRIVATE: dict[str, tuple[str, ...]] = {
+    "faust.transport.drivers.aiokafka.Consumer": (
+        "_committed_offset", "_acked_index", "_unacked_messages", "_acked", "_n_acked", "_waiting_for_ack",
+        "_wait_next_records", "_to_message", "_buffered_partitions", "_drain_messages", "_stopped", "_read_offset",
+        "_commit_every", "_add_gap",
+    ),
+    "faust.transport.drivers.aiokafka.Producer": ("_ensure_producer",),
+    "faust.stores.rocksdb.Store": ("_db_for_partition", "_dbs"),
+}  # fmt: skip
+
+
+class FaustIncompatible(RuntimeError):
+    """This Faust lacks private attributes alert-history relies on: pin the tested version (pyproject.toml)."""
+
+
+def missing(owner: str, obj: object) -> list[str]:
+    """`owner`'s private attributes (PRIVATE) that `obj` lacks, each as `owner.attribute`."""
+    return [f"{owner}.{name}" for name in PRIVATE[owner] if not hasattr(obj, name)]
+
+
+def check(app: faust.App, tables: Sequence[faust.Table] = ()) -> None:
+    """Raise FaustIncompatible naming every private attribute the running app's objects lack."""
+    gone = missing("faust.transport.drivers.aiokafka.Producer", app.producer)
+    if not getattr(app, "producer_only", False):
+        gone += missing("faust.transport.drivers.aiokafka.Consumer", app.consumer)
+    for table in tables:
+        gone += missing("faust.stores.rocksdb.Store", table.data)
+    if gone:
+        raise FaustIncompatible(
+            f"Faust {faust.__version__} lacks {', '.join(gone)}: alert-history is tested with Faust "
+            f"{' or '.join(v + 'x' for v in TESTED_FAUST)}; install that version"
+        )
+
+
+def raw_producer(app: faust.App) -> AIOKafkaProducer:
+    """The aiokafka producer under Faust's (started with it): record batches, metadata, sends without Faust's
+    per-message machinery."""
+    return app.producer._ensure_producer()  # type: ignore[attr-defined,no-any-return]  # private: see PRIVATE
+
+
+def rocksdb(table: faust.Table, partition: int) -> rocksdict.Rdict:
+    """The RocksDB database of one partition of a RocksDB-backed table (opened if need be)."""
+    return table.data._db_for_partition(partition)  # type: ignore[attr-defined,no-any-return]  # private: see PRIVATE
+
+
+def rocksdbs(table: faust.Table) -> Mapping[int, rocksdict.Rdict]:
+    """The RocksDB databases of a table's partitions open in this worker."""
+    return table.data._dbs  # type: ignore[attr-defined,no-any-return]  # private: see PRIVATE
+
+
+async def send_record_batches(
+    producer: AIOKafkaProducer, topic: str, by_partition: Mapping[int, Sequence[tuple[bytes | None, bytes | None]]]
+) -> dict[int, int]:
+    """Each partition's (key, value) records as few Kafka record batches as fit, not one send per record; waits
+    until Kafka acknowledged all. Returns the offset of the last record written to each partition."""
+    sent: list[tuple[int, asyncio.Future[Any], int]] = []
+    for partition, records in by_partition.items():
+        builder = producer.create_batch()
+        count = 0
+        for key, value in records:
+            while builder.append(key=key, value=value, timestamp=None) is None:  # full: send, start another
+                if count == 0:
+                    raise ValueError(f"a record of {topic} (key {key!r}) exceeds the producer's max batch size")
+                sent.append((partition, await producer.send_batch(builder, topic, partition=partition), count))
+                builder, count = producer.create_batch(), 0
+            count += 1
+        if count:
+            sent.append((partition, await producer.send_batch(builder, topic, partition=partition), count))
+    last: dict[int, int] = {}
+    for partition, future, count in sent:
+        meta = await future
+        last[partition] = max(last.get(partition, -1), meta.offset + count - 1)
+    return last
 
 
 class RecordChunk:
