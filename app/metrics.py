@@ -19,6 +19,9 @@ BATCH_PHASE_SECONDS = Counter(
 BATCH_SIZE = Histogram(
     "alert_history_batch_size", "Messages per batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
 )
+EVENTS_PUBLISHED = Counter(
+    "alert_history_events_published_total", "New stored events put on the events topic (repeats after a crash too)"
+)
 ACCEPTED = Counter(
     "alert_history_accepted_alerts_total", "Alerts accepted over HTTP and acknowledged by Kafka", ["endpoint"]
 )

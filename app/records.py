@@ -96,5 +96,4 @@ class Outcome:
     # A new startsAt for this fingerprint (alerts.episodes counts these); None: no state left to tell.
     opens_episode: bool | None = False
     severity: str = "none"
-    classification: str = "other"
     extra: dict[str, str] = field(default_factory=dict)

@@ -24,7 +24,7 @@ SELECT $5::bigint + i,
        CASE WHEN i % 2 = 0 THEN NULL ELSE ts END,
        'http://prometheus:9090/graph',
        ts, ts + (i % 5) * interval '1 minute', i % 7, i % 97 = 0,
-       (ARRAY['critical', 'warning', 'info'])[1 + f % 3], 'other', 'first_seen'
+       (ARRAY['critical', 'warning', 'info'])[1 + f % 3], NULL, 'first_seen'
 FROM (SELECT i, (i * 7919) % $4 AS f, $2::timestamptz - (i * $3::interval / $1) AS ts
       FROM generate_series(1::bigint, $1::bigint) AS i) AS s
 """

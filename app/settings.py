@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     # False: a web node (the bridge and the reads) that takes no partitions, so web nodes scale on their own and
     # starting or stopping one never rebalances the pipeline's workers.
     pipeline_enabled: bool = True
+    # False: no events topic (enrich, publish and /events then see nothing); for a history-only deployment.
+    events_enabled: bool = True
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     query_timeout: float = Field(10.0, gt=0, le=600, description="seconds: statement timeout of every read query")
 
@@ -108,7 +110,29 @@ class Settings(BaseSettings):
 
     @property
     def dlq_topic(self) -> str:
+        """Messages of the topic that are not alerts, with the reason in a header."""
         return f"{self.topic}-dlq"
+
+    @property
+    def events_topic(self) -> str:
+        """One message per new stored event (the deduplicated stream): the enrich agent's and /events' input."""
+        return f"{self.topic}-events"
+
+    @property
+    def notify_topic(self) -> str:
+        """Events the filter rules let through, shaped by the enrichment mode: the publish agent's input."""
+        return f"{self.topic}-notify"
+
+    @property
+    def notify_dlq_topic(self) -> str:
+        """Deliveries that failed every retry, with target, reason and attempts in headers."""
+        return f"{self.topic}-notify-dlq"
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Every topic of the pipeline, created at start with the same partition count (a fingerprint's events are
+        on the same partition number in each)."""
+        return (self.topic, self.dlq_topic, self.events_topic, self.notify_topic, self.notify_dlq_topic)
 
     @property
     def broker_url(self) -> str:

@@ -68,19 +68,24 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
     async with _admin(settings.kafka_brokers, f"{settings.app_id}-admin") as admin:
         replication = await _replication(admin)
         config = {**TOPIC_CONFIG, **replication.topic_config}
-        existing = set(await admin.list_topics())
-        wanted = [settings.topic, settings.dlq_topic]
-        missing = [
-            NewTopic(name, settings.partitions, replication.factor, topic_configs=config)
-            for name in wanted
-            if name not in existing
-        ]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another worker created it between our list and create
-            log.info("created topics %s, each on %d brokers", [t.name for t in missing], replication.factor)
+        wanted = list(settings.topics)
+        partitions = settings.partitions
+        # The main topic first: the others take its partition count, so a fingerprint's messages sit on the same
+        # partition number in each, even where an operator created the main topic with another count.
+        for names in ([settings.topic], wanted[1:]):
+            existing = set(await admin.list_topics())
+            missing = [
+                NewTopic(name, partitions, replication.factor, topic_configs=config)
+                for name in names
+                if name not in existing
+            ]
+            if missing:
+                try:
+                    await admin.create_topics(missing)
+                except TopicAlreadyExistsError:
+                    pass  # another worker created it between our list and create
+                log.info("created topics %s, each on %d brokers", [t.name for t in missing], replication.factor)
+            partitions = (await _partition_counts(admin, [settings.topic]))[settings.topic]
         counts = await _partition_counts(admin, wanted)
         if counts.get(settings.topic, settings.partitions) != settings.partitions:
             log.warning(

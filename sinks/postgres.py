@@ -118,7 +118,7 @@ def _event_row(o: Outcome, st: FingerprintState) -> list[object]:
     return [
         st.event_id, e.fingerprint, e.status, e.labels, e.annotations, _us(e.starts_at),
         _us(e.ends_at), e.generator_url, st.received_ms, o.decision.value, st.last_seen_ms,
-        st.duplicates, st.flapping, o.severity, o.classification, e.source, e.receiver,
+        st.duplicates, st.flapping, o.severity, e.source, e.receiver,
     ]  # fmt: skip
 
 

@@ -30,6 +30,7 @@ class Message:
     timestamp_ms: int  # LogAppendTime: the model's only clock, as it is the pipeline's
     value: bytes
     headers: Mapping[str, bytes] = field(default_factory=dict)
+    key: bytes | None = None
 
 
 @dataclass(frozen=True)

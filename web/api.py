@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from agents.ingest import describe_validation_error
 from app import metrics
 from app.errors import AlertHistoryError, BrokerUnavailable, InvalidAlert
+from app.events import rfc3339
 from app.matchers import Matcher, MatchOp
 from sinks.postgres import is_retryable
 from web import auth
@@ -32,12 +33,6 @@ class HTTPProblem(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def rfc3339(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _default(value: Any) -> Any:

@@ -9,12 +9,12 @@ from typing import Any
 
 import asyncpg
 
+from app.events import rfc3339
 from app.matchers import Matcher, matchers_to_sql
-from web.api import rfc3339
 
 EVENT_COLUMNS = (
     "id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, received_at, "
-    "last_seen_at, duplicates, flapping, severity, classification"
+    "last_seen_at, duplicates, flapping, severity, classification, filter"
 )
 
 
@@ -69,26 +69,6 @@ def gettable_alert(row: Mapping[str, Any]) -> dict[str, Any]:
         "fingerprint": row["fingerprint"],
         "receivers": [{"name": row["receiver"] or "alert-history"}],
         "status": {"state": "active", "silencedBy": [], "inhibitedBy": [], "mutedBy": []},
-    }
-
-
-def event_json(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The event shape of the contract."""
-    return {
-        "id": str(row["id"]),  # 63-bit: a string, so JavaScript clients keep every digit
-        "fingerprint": row["fingerprint"],
-        "status": row["status"],
-        "labels": row["labels"],
-        "annotations": row["annotations"],
-        "startsAt": rfc3339(row["starts_at"]),
-        "endsAt": rfc3339(row["ends_at"]),
-        "generatorURL": row["generator_url"],
-        "receivedAt": rfc3339(row["received_at"]),
-        "lastSeenAt": rfc3339(row["last_seen_at"]),
-        "duplicates": row["duplicates"],
-        "flapping": row["flapping"],
-        "severity": row["severity"],
-        "classification": row["classification"],
     }
 
 

@@ -18,9 +18,9 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from app.events import from_row as event_json
 from web import params
 from web.api import DatabaseUnavailable
-from web.queries import event_json
 
 log = logging.getLogger(__name__)
 BATCH_ROWS = 500

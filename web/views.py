@@ -14,13 +14,16 @@ import prometheus_client
 from aiohttp import web
 
 from app import metrics, redact
+from app.events import from_row as event_json
+from app.events import rfc3339
+from app.faust_adapter import raw_producer
 from app.fingerprint import fingerprint
 from app.matchers import matchers_to_sql
 from app.models import AlertIn, PostableAlerts, WebhookIn
 from app.produce import OutMessage, produce_all
 from web import openapi, params
-from web.api import ApiView, Busy, HTTPProblem, json_response, read_json, rfc3339
-from web.queries import BUCKETS, HistoryQuery, ReportQuery, episodes, event_json, gettable_alert
+from web.api import ApiView, Busy, HTTPProblem, json_response, read_json
+from web.queries import BUCKETS, HistoryQuery, ReportQuery, episodes, gettable_alert
 from web.stream import NdjsonStream
 
 log = logging.getLogger(__name__)
@@ -222,7 +225,7 @@ class Readyz(ApiView):
         return json_response(body, status=200 if ready else 503)
 
     async def _kafka(self) -> None:
-        client = self.app.producer._ensure_producer().client
+        client = raw_producer(self.app).client
         await asyncio.wait_for(client.fetch_all_metadata(), 3)
 
     async def _postgres(self) -> None:

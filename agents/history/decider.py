@@ -41,6 +41,8 @@ class Batch:
     """What deciding a batch of messages produced."""
 
     outcomes: list[Outcome] = field(default_factory=list)  # what PostgreSQL must hold after this batch
+    # New rows of replayed messages: stored before, but their events may not have reached the events topic.
+    replayed: list[Outcome] = field(default_factory=list)
     out: list[OutMessage] = field(default_factory=list)  # dead letters and re-keyed copies
     overlay: dict[str, FingerprintState | None] = field(default_factory=dict)  # states after the batch
     partition: dict[str, int] = field(default_factory=dict)  # of each fingerprint looked up
@@ -160,7 +162,7 @@ class Decider:
         decision = dedup.decide(prev, event, window_ms=self.rules.window_ms)
         new = state.advance(prev, event, decision, self.rules.flap, self.topic_code)
         outcome = None
-        if not replay and decision is not Decision.REPLAYED:
+        if decision is not Decision.REPLAYED and (not replay or decision in NEW_ROW):
             outcome = Outcome(
                 fingerprint=fp,
                 position=event.position,
@@ -170,11 +172,9 @@ class Decider:
                 # Without a state to compare with (first sighting, or state expired) the sink asks the alerts row.
                 opens_episode=None if prev is None else decision in NEW_ROW and event.starts_at_ms != prev.starts_at_ms,
                 severity=enrich.severity(event),
-                # Only a new row stores it; resends (most of the stream) skip the rules.
-                classification=enrich.classify(event) if decision in NEW_ROW else "",
             )
         # Only now, with nothing left to fail, does the batch change.
         batch.overlay[fp] = new
         batch.decisions[decision] += 1
         if outcome is not None:
-            batch.outcomes.append(outcome)
+            (batch.replayed if replay else batch.outcomes).append(outcome)

@@ -4,10 +4,13 @@ It alone owns what is stored: PostgreSQL's offsets (the next offset per partitio
 offsets decided (those plus the batch being written), the batch's overlay until the table has it, acking the
 batch's messages, and exiting 70 when a batch cannot be stored. Per batch, in this order:
   1. rows, counters and the next offsets in one PostgreSQL transaction (Sink.write);
-  2. the states into the table, their changelog acknowledged by Kafka;
-  3. only then the messages acked to Kafka.
+  2. one message per new row on the events topic, acknowledged by Kafka;
+  3. the states into the table, their changelog acknowledged by Kafka;
+  4. only then the messages acked to Kafka.
 A crash anywhere leaves PostgreSQL at a batch boundary and the table at or behind it; replay from the committed
 Kafka offset re-derives the same states, because decisions are pure and the clock is the message timestamp.
+A crash before 3 replays the batch's messages against the states before it, so their new rows are decided again
+(not stored again: PostgreSQL has them) and their events sent again: an event can repeat, never go missing.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 import faust
+import orjson
 from aiokafka.structs import ConsumerRecord
 
 from agents.history.decider import Batch, dead_letter
-from app import metrics
+from agents.ingest import key_partition
+from app import events, metrics
+from app.faust_adapter import raw_producer, send_record_batches
 from app.produce import produce_all
 from app.records import NEW_ROW, FingerprintState
 from app.settings import Settings
@@ -45,6 +51,7 @@ class Writer:
         self.app = app
         self.topic = settings.topic
         self.dlq_topic = settings.dlq_topic
+        self.events_topic = settings.events_topic if settings.events_enabled else None
         self.sink = sink
         self.states = states
         self.decide_again = decide_again
@@ -56,6 +63,7 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._sink_time = metrics.BATCH_PHASE_SECONDS.labels("sink")
         self._state_time = metrics.BATCH_PHASE_SECONDS.labels("state")
+        self._events_time = metrics.BATCH_PHASE_SECONDS.labels("events")
 
     def lookup(self, fingerprint: str, partition: int) -> FingerprintState | None:
         """A state as the next batch must see it: the batch being written, then the table."""
@@ -103,6 +111,9 @@ class Writer:
             batch, decided_again = await self._write_rows(batch, records)
             t, then = time.perf_counter(), t
             self._sink_time.inc(t - then)
+            await self._send_events(batch)
+            t, then = time.perf_counter(), t
+            self._events_time.inc(t - then)
             # Acked below. Its table state must be in the changelog by then: a worker taking these
             # partitions over restores from the changelog and starts after the acked offset.
             await self.states.write(
@@ -128,6 +139,21 @@ class Writer:
         for partition, ts in batch.newest.items():
             self.clock[partition] = max(ts, self.clock.get(partition, 0))
         _count(batch, len(records), started)
+
+    async def _send_events(self, batch: Batch) -> None:
+        """The batch's new rows, as the events they are, on the events topic (key: the fingerprint)."""
+        if self.events_topic is None:
+            return
+        count = len(raw_producer(self.app).client.cluster.partitions_for_topic(self.events_topic) or ())
+        by_partition: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
+        for o in (*batch.outcomes, *batch.replayed):
+            if o.decision in NEW_ROW:
+                key = o.fingerprint.encode()
+                partition = key_partition(key, count) if count else o.position.partition
+                by_partition.setdefault(partition, []).append((key, orjson.dumps(events.from_outcome(o))))
+        if by_partition:
+            await send_record_batches(raw_producer(self.app), self.events_topic, by_partition)
+            metrics.EVENTS_PUBLISHED.inc(sum(len(v) for v in by_partition.values()))
 
     async def _write_rows(self, batch: Batch, records: Sequence[ConsumerRecord]) -> tuple[Batch, bool]:
         """Store the batch. If PostgreSQL refuses some of its rows for their data (nothing can pass them later

@@ -89,7 +89,7 @@ async def read_topic(brokers: str, topic: str, start: dict[int, int] | None = No
         while todo:
             for tp, batch in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).items():
                 out.extend(
-                    Message(tp.partition, r.offset, r.timestamp, r.value or b"", dict(r.headers))
+                    Message(tp.partition, r.offset, r.timestamp, r.value or b"", dict(r.headers), r.key)
                     for r in batch
                     if r.offset < ends[tp.partition]
                 )

@@ -8,6 +8,8 @@ import signal
 import time
 import uuid
 
+import orjson
+
 from app.bench.stream import generate
 from tests.agents.streams import assert_equals_model, drained, produce, read_topic, stored
 from tests.fixtures import eventually
@@ -46,9 +48,15 @@ async def test_sigkill_at_random_moments_changes_nothing(make_worker, db) -> Non
 
     topic_messages = await read_topic(worker.endpoints.kafka_brokers, topic)
     model = await assert_equals_model(db, worker, topic_messages, where="labels->>'bench' = $1", args=[run])
+    # Every stored row's event reached the events topic, however the kills fell: repeats allowed, no loss.
+    events = await read_topic(worker.endpoints.kafka_brokers, f"{topic}-events")
+    published = [orjson.loads(m.value)["id"] for m in events]
+    stored_ids = {str(r["id"]) for r in await db.fetch("SELECT id FROM alert_events WHERE labels->>'bench' = $1", run)}
+    assert set(published) == stored_ids, (len(set(published)), len(stored_ids))
     print(
         f"crash test: {len(topic_messages)} events, {len(kills)} SIGKILLs at stored offsets {kills}; "
         f"{len(model.events)} event rows and {len(model.alerts)} alerts equal the model (0 differences); "
+        f"{len(published)} events published for them ({len(published) - len(stored_ids)} repeats); "
         f"{time.monotonic() - started:.0f} s"
     )
     assert len(kills) == KILLS

@@ -5,7 +5,8 @@ worker of that topic runs in the test: random batches, each decided against the 
 the table (as the agent does), written to an in-memory sink with PostgreSQL's semantics, the table updated and
 the batch acked; crashes at random moments (before the batch is stored, after it is stored but before the table
 has it, after both but before the ack), Kafka's committed offsets lagging the acks, expiry now and then. The
-rows must equal tests/model.py's, row for row, timestamps included. No broker, no database: thousands of
+rows must equal tests/model.py's, row for row, timestamps included, and the events topic must carry every stored
+row's event (a crash may repeat one, never lose one). No broker, no database: thousands of
 streams in seconds (the model test with a real worker stays the integration check).
 """
 
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 
 from agents import ingest, state
 from agents.history.decider import Batch, Decider, Rules
-from app.records import FingerprintState
+from app.records import NEW_ROW, FingerprintState
 from tests.agents.generated import message, streams
 from tests.model import Message, alert_tuples, event_tuples, expected
 from tests.model import Rules as ModelRules
@@ -73,6 +74,7 @@ class Worker:
     decided: dict[int, int] = field(default_factory=dict)
     refused: dict[tuple[int, int], str] = field(default_factory=dict)
     clock: dict[int, int] = field(default_factory=dict)  # partition → newest message time stored
+    published: list[int] = field(default_factory=list)  # event ids put on the events topic, repeats included
     crashes: int = 0
 
     def __post_init__(self) -> None:
@@ -114,6 +116,9 @@ class Worker:
         if batch is not None and crash != "before the store":
             run(self.sink.write(TOPIC, batch.outcomes, batch.next_offsets))
             if crash != "after the store":
+                self.published += [
+                    o.state.event_id for o in (*batch.outcomes, *batch.replayed) if o.decision in NEW_ROW and o.state
+                ]
                 self.table.update({fp: st for fp, st in batch.overlay.items() if st is not None})
                 for partition, ts in batch.newest.items():
                     self.clock[partition] = max(ts, self.clock.get(partition, 0))
@@ -183,6 +188,8 @@ def test_the_decider_leaves_the_models_rows(steps: list[tuple[str, Any]], seed: 
     model = expected(topic.messages(), MODEL_RULES, PARTITIONS)
     assert event_tuples(worker.sink.event_tuples()) == event_tuples(model.events)
     assert alert_tuples(worker.sink.alert_tuples()) == alert_tuples(model.alerts.values())
+    # The events topic: every stored row's event at least once (repeated after a crash), none that is not stored.
+    assert set(worker.published) == set(worker.sink.events)
 
 
 def test_the_worker_of_this_test_does_crash_and_replay() -> None:

@@ -24,9 +24,9 @@ WRITE_TIMEOUT = 3.0
 
 SEED = """
 INSERT INTO alert_events (id, fingerprint, status, labels, annotations, starts_at, received_at, last_seen_at,
-                          severity, classification, decision)
+                          severity, decision)
 SELECT i, lpad(to_hex(i), 16, '0'), 'firing', jsonb_build_object('alertname', 'Big', 'i', i::text),
-       jsonb_build_object('description', repeat('x', $3)), t, t, t, 'warning', 'other', 'first_seen'
+       jsonb_build_object('description', repeat('x', $3)), t, t, t, 'warning', 'first_seen'
 FROM (SELECT i, $2::timestamptz - i * interval '1 second' AS t FROM generate_series(1, $1) AS i) AS s
 """
 
