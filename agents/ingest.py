@@ -6,6 +6,7 @@ Pure functions; the pipeline agent calls them and moves the data.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,9 @@ from app.records import EPOCH, MILLISECOND, AlertEvent, Position
 ORIGIN_HEADER = "alert-history-origin"
 # Header naming why a message went to the dead-letter topic.
 DLQ_REASON_HEADER = "alert-history-error"
+# Digests of valid messages the bridge remembers (`checked`), ~150 bytes each.
+CHECKED_MESSAGES = 1 << 17
+_checked: OrderedDict[bytes, str] = OrderedDict()
 
 
 class Rejected(Exception):
@@ -105,6 +109,20 @@ def parse(value: bytes) -> ValidAlert:
         return ValidAlert(alert, fp, utc(alert.startsAt), utc(alert.endsAt))
     except OverflowError:
         raise _out_of_range(alert) from None
+
+
+def checked(value: bytes) -> str:
+    """`parse(value)`'s fingerprint, or its Rejected, for the bridge: most of its stream is alerts it checked
+    before byte for byte (Alertmanager's HA pairs and repeat_interval resends), and parse depends on the bytes
+    alone, so a valid message's digest is remembered (a bounded number of them, oldest out first)."""
+    digest = hashlib.blake2b(value, digest_size=16).digest()
+    fingerprint = _checked.get(digest)
+    if fingerprint is None:
+        fingerprint = parse(value).fingerprint
+        if len(_checked) >= CHECKED_MESSAGES:
+            _checked.popitem(last=False)
+        _checked[digest] = fingerprint
+    return fingerprint
 
 
 def _out_of_range(alert: AlertIn) -> Rejected:

@@ -37,12 +37,12 @@ def topic_messages(app: Any, sent: list[Any], receiver: str | None, source: str)
         body.setdefault("source", source)
         try:
             value = orjson.dumps(body)
-            alert = ingest.parse(value)
+            fingerprint = ingest.checked(value)
         except orjson.JSONEncodeError as exc:  # deeper than orjson writes
             raise InvalidAlert(f"alerts.{i}: nested too deeply to forward ({exc})") from None
         except ingest.Rejected as exc:
             raise InvalidAlert(exc.within(f"alerts.{i}")) from None
-        message = OutMessage(topic, alert.fingerprint.encode(), value)
+        message = OutMessage(topic, fingerprint.encode(), value)
         if (size := message_size(message)) > limit:  # Kafka would refuse it however often it is sent
             raise HTTPProblem(
                 413, f"alerts.{i}: {size} bytes as a Kafka message, more than the {limit} bytes Kafka takes: shorten it"

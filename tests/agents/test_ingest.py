@@ -131,3 +131,18 @@ def test_holes_are_found_against_stored_offsets_and_between_messages() -> None:
     assert find_holes(events, {0: 10, 1: 5, 2: 20}) == {1: (5, 7), 2: (21, 22), 3: (0, 100)}
     # Replays below the stored offset are no hole; a redelivered offset is no hole either.
     assert find_holes([ev(0, 3), ev(0, 4), ev(0, 4), ev(0, 5)], {0: 5}) == {}
+
+
+def test_the_bridge_check_remembers_valid_messages_only_and_a_bounded_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents import ingest
+
+    monkeypatch.setattr(ingest, "_checked", ingest.OrderedDict())
+    monkeypatch.setattr(ingest, "CHECKED_MESSAGES", 2)
+    values = [msg(labels={"alertname": f"Checked{i}"}) for i in range(3)]
+    assert [ingest.checked(v) for v in values] == [ingest.parse(v).fingerprint for v in values]
+    assert ingest.checked(values[2]) == fingerprint({"alertname": "Checked2"})  # remembered: the same answer
+    assert len(ingest._checked) == 2  # the oldest went
+    bad = msg(labels={"alertname": "x"}, generatorURL=NUL)
+    for _ in range(2):  # a refusal is never remembered as valid
+        with pytest.raises(Rejected, match="generatorURL: contains a NUL"):
+            ingest.checked(bad)
