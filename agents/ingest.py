@@ -99,12 +99,12 @@ def parse(value: bytes) -> ValidAlert:
     try:
         alert = AlertIn.model_validate_json(value)
     except ValidationError as exc:
-        raise Rejected(*reversed(validation_problem(exc))) from None
+        field, msg = validation_problem(exc)
+        raise Rejected(msg, field) from None
     fp = fingerprint(alert.labels)
-    if alert.fingerprint is not None and alert.fingerprint != fp:
-        # Else a sender could write into another alert's history.
-        raise Rejected(f"{alert.fingerprint} is not the fingerprint of these labels (Alertmanager's is {fp})",
-                       "fingerprint")  # fmt: skip
+    if alert.fingerprint is not None and alert.fingerprint != fp:  # else it writes into another alert's history
+        message = f"{alert.fingerprint} is not the fingerprint of these labels (Alertmanager's is {fp})"
+        raise Rejected(message, "fingerprint")
     try:
         return ValidAlert(alert, fp, utc(alert.startsAt), utc(alert.endsAt))
     except OverflowError:
@@ -116,13 +116,13 @@ def checked(value: bytes) -> str:
     before byte for byte (Alertmanager's HA pairs and repeat_interval resends), and parse depends on the bytes
     alone, so a valid message's digest is remembered (a bounded number of them, oldest out first)."""
     digest = hashlib.blake2b(value, digest_size=16).digest()
-    fingerprint = _checked.get(digest)
-    if fingerprint is None:
-        fingerprint = parse(value).fingerprint
+    fp = _checked.get(digest)
+    if fp is None:
+        fp = parse(value).fingerprint
         if len(_checked) >= CHECKED_MESSAGES:
             _checked.popitem(last=False)
-        _checked[digest] = fingerprint
-    return fingerprint
+        _checked[digest] = fp
+    return fp
 
 
 def _out_of_range(alert: AlertIn) -> Rejected:
