@@ -21,4 +21,11 @@ class InvalidAlert(AlertHistoryError):
 
 
 class BrokerUnavailable(AlertHistoryError):
-    """Kafka did not acknowledge a produce in time."""
+    """Kafka did not acknowledge a produce in time, or too many requests already wait on it.
+
+    `retry_after_s`: when a sender may try again (the HTTP Retry-After header).
+    """
+
+    def __init__(self, message: str, retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -1,18 +1,22 @@
-"""Produce a set of messages and wait until the broker acknowledged every one (acks=all)."""
+"""Produce a set of messages and wait until the broker acknowledged every one (acks=all); the bridge's
+back-pressure: what Kafka can never take, and how long and how many requests may wait on it."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from agents.ingest import key_partition
 from app.errors import BrokerUnavailable
 
-ACK_TIMEOUT_S = 15.0
+ACK_TIMEOUT_S = 15.0  # the pipeline's own messages (dead letters, re-keyed copies); the bridge has its setting
+BUSY_RETRY_AFTER_S = 1  # a request refused because too many wait: the wait ends with the next acknowledgement
 
 
 @dataclass(slots=True, frozen=True)
@@ -24,18 +28,64 @@ class OutMessage:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
+def message_size(message: OutMessage) -> int:
+    """The size aiokafka's producer holds against its max_request_size (it refuses a larger message)."""
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(message.key, message.value, list(message.headers)))
+
+
+def max_message_size(app: faust.App) -> int:
+    """The largest message the producer sends (Faust's producer_max_request_size, below Kafka's topic default)."""
+    return int(app.conf.producer_max_request_size)
+
+
 async def produce_all(app: faust.App, messages: Sequence[OutMessage], timeout_s: float = ACK_TIMEOUT_S) -> None:
-    """All or an error: a caller that gets no exception may tell its client every message is safe."""
+    """All or an error: a caller that gets no exception may tell its client every message is safe. After an
+    error some of them may still be stored (sent, not yet acknowledged): a resend of all is a duplicate of those."""
     if not messages:
         return
+    retry_after = math.ceil(timeout_s)
     try:
         await asyncio.wait_for(_send_all(app, messages), timeout_s)
     except (TimeoutError, OSError, ConnectionError) as exc:
-        raise BrokerUnavailable(f"Kafka did not acknowledge within {timeout_s:.0f}s: {exc!r}") from exc
+        raise BrokerUnavailable(f"Kafka did not acknowledge within {timeout_s:g} s: {exc!r}", retry_after) from exc
     except Exception as exc:  # aiokafka's KafkaError family: broker-side refusal
         if type(exc).__module__.startswith(("aiokafka", "kafka")):
-            raise BrokerUnavailable(f"Kafka refused the produce: {exc!r}") from exc
+            raise BrokerUnavailable(f"Kafka refused the produce: {exc!r}", retry_after) from exc
         raise
+
+
+class Bridge:
+    """The webhook bridge's produce: a bounded wait, and at most `max_waiting` requests waiting on Kafka at once.
+    A request past that is refused at once (503, Retry-After), not queued: senders retry, and a stalled Kafka
+    does not pile up requests (and their bodies) in the web node."""
+
+    def __init__(self, app: faust.App, timeout_s: float, max_waiting: int) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+        self.max_waiting = max_waiting
+        self.waiting = 0
+
+    async def produce(self, messages: Sequence[OutMessage]) -> None:
+        if self.waiting >= self.max_waiting:
+            raise BrokerUnavailable(
+                f"Kafka is slow: {self.waiting} requests already wait on it (ALERT_HISTORY_PRODUCE_MAX_WAITING); "
+                "nothing of this one was produced",
+                BUSY_RETRY_AFTER_S,
+            )
+        self.waiting += 1
+        try:
+            await produce_all(self.app, messages, self.timeout_s)
+        finally:
+            self.waiting -= 1
+
+
+def bridge(app: Any) -> Bridge:
+    """The app's bridge, made on first use from its settings."""
+    found: Bridge | None = app.__dict__.get("_bridge")
+    if found is None:
+        settings = app.settings
+        found = app.__dict__["_bridge"] = Bridge(app, settings.produce_timeout, settings.produce_max_waiting)
+    return found
 
 
 async def _send_all(app: faust.App, messages: Sequence[OutMessage]) -> None:

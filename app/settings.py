@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     events_enabled: bool = True
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     query_timeout: float = Field(10.0, gt=0, le=600, description="seconds: statement timeout of every read query")
+    # The bridge's back-pressure (app/produce.py): how long a request waits for Kafka's acknowledgement before
+    # it is answered 503, and how many requests may wait at once (more are answered 503 at once, not queued).
+    produce_timeout: float = Field(5.0, gt=0, le=300, description="seconds")
+    produce_max_waiting: int = Field(256, ge=1)
 
     @field_validator(*_OPTIONAL, mode="before")
     @classmethod

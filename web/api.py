@@ -152,8 +152,15 @@ class ApiView(View):
         except InvalidAlert as exc:
             return self._problem(endpoint, 422, str(exc))
         except BrokerUnavailable as exc:
-            log.error("broker unavailable: %s", exc)
-            return self._problem(endpoint, 503, f"Kafka unavailable, nothing was accepted: {exc}")
+            log.warning("%s answered 503: %s", endpoint, exc)
+            response = self._problem(
+                endpoint,
+                503,
+                f"{exc}. Send the whole request again after Retry-After: any of its alerts Kafka did take count "
+                "as resends of themselves, never as new events",
+            )
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+            return response
         except asyncpg.exceptions.QueryCanceledError:
             timeout = self.app.settings.query_timeout  # type: ignore[attr-defined]
             return self._problem(

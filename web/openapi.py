@@ -34,9 +34,22 @@ _WRITE_ERRORS = {
         "ALERT_HISTORY_API_TOKEN is set and the bearer token is missing or wrong (on /webhook, a valid "
         "X-Alert-History-Signature passes instead when ALERT_HISTORY_WEBHOOK_SECRET is set).",
     ),
-    "413": _json(_ref("Error"), "Body larger than ALERT_HISTORY_MAX_BODY_BYTES."),
+    "413": _json(
+        _ref("Error"),
+        "Body larger than ALERT_HISTORY_MAX_BODY_BYTES, or an alert (named) larger than a Kafka message may be; "
+        "nothing was produced.",
+    ),
     "415": _json(_ref("Error"), "Content-Type is not application/json."),
-    "422": _json(_ref("Error"), "Valid JSON, but not an alert (the message names the field)."),
+    "422": _json(_ref("Error"), "Valid JSON, but not an alert (the message names the field); nothing was produced."),
+    "503": {
+        **_json(
+            _ref("Error"),
+            "Kafka did not acknowledge within ALERT_HISTORY_PRODUCE_TIMEOUT, or ALERT_HISTORY_PRODUCE_MAX_WAITING "
+            "requests already wait on it: send the whole request again after Retry-After (its alerts Kafka did take "
+            "count as resends, never as new events).",
+        ),
+        "headers": {"Retry-After": {"description": "Seconds to wait before sending again.", "schema": _INT}},
+    },
 }
 _FILTER = _param(
     "filter",

@@ -13,14 +13,15 @@ import orjson
 import prometheus_client
 from aiohttp import web
 
+from agents import ingest
 from app import metrics, redact
+from app.errors import InvalidAlert
 from app.events import from_row as event_json
 from app.events import rfc3339
 from app.faust_adapter import raw_producer
-from app.fingerprint import fingerprint
 from app.matchers import matchers_to_sql
-from app.models import AlertIn, PostableAlerts, WebhookIn
-from app.produce import OutMessage, produce_all
+from app.models import PostableAlerts, WebhookIn
+from app.produce import OutMessage, bridge, max_message_size, message_size
 from web import openapi, params
 from web.api import ApiView, Busy, HTTPProblem, json_response, read_json
 from web.queries import BUCKETS, HistoryQuery, ReportQuery, episodes, gettable_alert
@@ -29,21 +30,32 @@ from web.stream import NdjsonStream
 log = logging.getLogger(__name__)
 
 
-def topic_messages(
-    app: Any, sent: list[dict[str, Any]], alerts: list[AlertIn], receiver: str | None, source: str
-) -> list[OutMessage]:
-    """Each alert as it was sent (validated as `alerts`: the topic contract is one element of a webhook's
-    alerts[]), with its fingerprint, receiver and source, keyed by its fingerprint. Forwarding the sender's
-    object (not the model's re-rendering) keeps a resend byte-identical, which the pipeline decides without
-    decoding."""
+def topic_messages(app: Any, sent: list[Any], receiver: str | None, source: str) -> list[OutMessage]:
+    """Each alert as it was sent, with its receiver and source, keyed by its fingerprint: the exact bytes that go
+    on the topic, checked with the worker's own decoder (agents.ingest.parse), so what is accepted is stored.
+    Forwarding the sender's object (not the model's re-rendering) keeps a resend byte-identical, which the
+    pipeline decides without decoding. Any alert refused refuses the request, before anything is produced."""
+    topic, limit = app.settings.topic, max_message_size(app)
     out = []
-    for body, alert in zip(sent, alerts, strict=True):
-        fp = alert.fingerprint or fingerprint(alert.labels)
-        body["fingerprint"] = fp
+    for i, body in enumerate(sent):
+        if type(body) is not dict:
+            raise InvalidAlert(f"alerts.{i}: must be an alert object, got {type(body).__name__}")
         if receiver:
             body.setdefault("receiver", receiver)
         body.setdefault("source", source)
-        out.append(OutMessage(app.settings.topic, fp.encode(), orjson.dumps(body)))
+        try:
+            value = orjson.dumps(body)
+            fingerprint = ingest.checked(value)
+        except orjson.JSONEncodeError as exc:  # deeper than orjson writes
+            raise InvalidAlert(f"alerts.{i}: nested too deeply to forward ({exc})") from None
+        except ingest.Rejected as exc:
+            raise InvalidAlert(exc.within(f"alerts.{i}")) from None
+        message = OutMessage(topic, fingerprint.encode(), value)
+        if (size := message_size(message)) > limit:  # Kafka would refuse it however often it is sent
+            raise HTTPProblem(
+                413, f"alerts.{i}: {size} bytes as a Kafka message, more than the {limit} bytes Kafka takes: shorten it"
+            )
+        out.append(message)
     return out
 
 
@@ -52,8 +64,8 @@ class Webhook(ApiView):
 
     async def post(self, request: web.Request) -> web.Response:
         hook, sent = await read_json(request, WebhookIn)
-        messages = topic_messages(self.app, sent["alerts"], hook.alerts, hook.receiver, "alertmanager-webhook")
-        await produce_all(self.app, messages)
+        messages = topic_messages(self.app, sent["alerts"], hook.receiver, "alertmanager-webhook")
+        await bridge(self.app).produce(messages)
         metrics.ACCEPTED.labels("/webhook").inc(len(messages))
         return json_response({"accepted": len(messages)}, status=202)
 
@@ -83,9 +95,9 @@ class AlertsV2(ApiView):
         return json_response(alerts)
 
     async def post(self, request: web.Request) -> web.Response:
-        body, sent = await read_json(request, PostableAlerts, wrap=lambda data: {"alerts": data})
-        messages = topic_messages(self.app, sent["alerts"], body.alerts, None, "alertmanager-api")
-        await produce_all(self.app, messages)
+        _, sent = await read_json(request, PostableAlerts, wrap=lambda data: {"alerts": data})
+        messages = topic_messages(self.app, sent["alerts"], None, "alertmanager-api")
+        await bridge(self.app).produce(messages)
         metrics.ACCEPTED.labels("/api/v2/alerts").inc(len(messages))
         return json_response({"accepted": len(messages)})
 

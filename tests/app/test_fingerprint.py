@@ -29,3 +29,15 @@ def test_separator_keeps_names_and_values_apart() -> None:
 def test_utf8_values() -> None:
     assert fingerprint({"alertname": "Überlast"}) != fingerprint({"alertname": "Uberlast"})
     assert len(fingerprint({"alertname": "Überlast"})) == 16
+
+
+def test_the_cache_answers_what_the_computation_does() -> None:
+    from types import MappingProxyType
+
+    from app.fingerprint import compute
+
+    labels = {"alertname": "Cached", "instance": "h:9100", "severity": "warning"}
+    first, again = fingerprint(labels), fingerprint(dict(labels))
+    reordered = fingerprint(dict(reversed(list(labels.items()))))  # another cache entry, the same answer
+    assert first == again == reordered == compute(labels) == fingerprint(MappingProxyType(labels))
+    assert fingerprint({**labels, "severity": "critical"}) == compute({**labels, "severity": "critical"}) != first

@@ -7,6 +7,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from agents.ingest import owner_partition
 from app.fingerprint import fingerprint
 from tests.fixtures import Worker, eventually, unique
 
@@ -97,15 +98,16 @@ async def test_the_topic_gets_each_alert_as_alertmanager_sent_it(worker: Worker,
 
     run = unique()
     sent = {**am_alert({"alertname": "AsSent", "run": run}), "startsAt": "2026-11-24T12:00:00.123456789+02:00"}
-    del sent["fingerprint"]  # absent: the bridge adds Alertmanager's
+    del sent["fingerprint"]  # absent: the key is Alertmanager's, the value stays as sent
     start = await end_offsets(worker.endpoints.kafka_brokers, worker.topic)
     async with http.post(f"{worker.url}/webhook", json=webhook([sent])) as r:
         assert r.status == 202
     messages = await read_topic(worker.endpoints.kafka_brokers, worker.topic, start)
-    mine = [orjson.loads(m.value) for m in messages if run.encode() in m.value]
-    # The sender's object, times as it wrote them (a resend stays byte-identical), plus fingerprint and origin.
-    fp = fingerprint(sent["labels"])
-    assert mine == [{**sent, "fingerprint": fp, "receiver": "team-x", "source": "alertmanager-webhook"}]
+    mine = [m for m in messages if run.encode() in m.value]
+    # The sender's object, times as it wrote them (a resend stays byte-identical), plus receiver and origin;
+    # keyed by its fingerprint, so on that fingerprint's partition.
+    assert [orjson.loads(m.value) for m in mine] == [{**sent, "receiver": "team-x", "source": "alertmanager-webhook"}]
+    assert mine[0].partition == owner_partition(fingerprint(sent["labels"]), 4)
 
 
 async def test_a_web_node_bridges_and_reads_and_takes_no_partitions(make_worker, worker: Worker, http) -> None:  # type: ignore[no-untyped-def]
