@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if LINES:
-        terminalreporter.section("faults: sent, 2xx, stored, lost, duplicated, 5xx per scenario")
+        terminalreporter.section("faults: sent, 2xx, stored, lost, duplicated, 5xx, 503 per scenario")
         for line in LINES:
             terminalreporter.write_line(line)
 

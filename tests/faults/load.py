@@ -188,12 +188,14 @@ class Verdict:
 
     @property
     def five_xx(self) -> int:
-        return sum(n for status, n in self.statuses.items() if status >= 500)
+        """Server errors: every 5xx but the 503 with Retry-After that asks a sender to resend (back-pressure)."""
+        return sum(n for status, n in self.statuses.items() if status >= 500 and status != 503)
 
     def line(self) -> str:
         return (
             f"faults {self.scenario}: sent {self.sent}, 2xx {self.accepted}, stored {self.stored}, "
-            f"lost {len(self.lost)}, duplicated {len(self.duplicated)}, 5xx {self.five_xx} "
+            f"lost {len(self.lost)}, duplicated {len(self.duplicated)}, 5xx {self.five_xx}, "
+            f"503 with Retry-After {self.statuses.get(503, 0)} "
             f"(answers {dict(sorted(self.statuses.items()))}, slowest {self.slowest_s:.1f} s; "
             f"no answer {dict(self.errors)}; resends {self.resends})"
         )

@@ -47,7 +47,6 @@ async def test_kill_9_of_a_partition_leader_in_a_cluster_of_three(own_services, 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="needs door: 503 with Retry-After, and the 5 s produce bound, at the bridge")
 async def test_single_kafka_frozen_20_s(own_services, fault_workers, db) -> None:  # type: ignore[no-untyped-def]
     own = await own_services(kafka_nodes=1)
     worker = fault_workers(own.endpoints)

@@ -42,7 +42,7 @@ async def test_postgres_frozen_30_s_loses_and_doubles_nothing(own_services, faul
     await drained(db, worker, timeout=120)
     verdict = await verify(db, load, f"postgres frozen {SHORT_FREEZE_S} s")
     verdict.assert_exactly_once()
-    assert verdict.five_xx == 0 and not verdict.errors, verdict.line()
+    assert verdict.five_xx == 0 and set(verdict.statuses) == {202} and not verdict.errors, verdict.line()
 
 
 @pytest.mark.slow

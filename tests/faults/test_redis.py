@@ -32,7 +32,7 @@ async def test_redis_frozen_then_killed_leaves_the_history_path_alone(own_servic
     await drained(db, worker)
     verdict = await verify(db, load, "redis frozen 8 s, then killed")
     verdict.assert_exactly_once()
-    assert verdict.five_xx == 0 and not verdict.errors, verdict.line()
+    assert verdict.five_xx == 0 and set(verdict.statuses) == {202} and not verdict.errors, verdict.line()
     # Readiness reports Redis and does not wait on it: it is optional.
     status, body = ready
     assert status == 200 and body["checks"]["redis"] != "ok", body
