@@ -2,7 +2,7 @@
 
 The topic message is exactly one element of a webhook `alerts[]` array; `fingerprint` and
 `status` may be omitted and are then derived the way Alertmanager derives them. An alert is validated
-in one place, from the bytes of its topic message (`agents.ingest.parse`): the bridge checks each alert
+in one place, from the bytes of its topic message (`app.validation.parse`): the bridge checks each alert
 it will forward with it, so whatever the bridge accepts the worker stores.
 """
 
@@ -68,10 +68,10 @@ class AlertIn(BaseModel):
 
     labels: dict[LabelName, LabelValue] = Field(min_length=1, max_length=MAX_PAIRS)
     annotations: LabelSet = Field(default_factory=dict)
-    startsAt: Time = None  # as sent: `utc()` makes it the pipeline's (ingest.parse)
+    startsAt: Time = None  # as sent: `utc()` makes it the pipeline's (validation.parse)
     endsAt: Time = None
     generatorURL: str = Field("", max_length=MAX_VALUE, pattern=NO_NUL)
-    fingerprint: Fingerprint | None = None  # must be the labels' own (ingest.parse)
+    fingerprint: Fingerprint | None = None  # must be the labels' own (validation.parse)
     status: Status | None = None
     source: Name | None = None
     receiver: Name | None = None

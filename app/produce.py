@@ -12,8 +12,8 @@ from typing import Any
 import faust
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from agents.ingest import key_partition
 from app.errors import BrokerUnavailable
+from app.partition import key_partition
 
 ACK_TIMEOUT_S = 15.0  # the pipeline's own messages (dead letters, re-keyed copies); the bridge has its setting
 BUSY_RETRY_AFTER_S = 1  # a request refused because too many wait: the wait ends with the next acknowledgement

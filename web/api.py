@@ -14,11 +14,11 @@ from aiohttp import web
 from faust.web import View
 from pydantic import BaseModel, ValidationError
 
-from agents.ingest import describe_validation_error
 from app import metrics
 from app.errors import AlertHistoryError, BrokerUnavailable, InvalidAlert
 from app.events import rfc3339
 from app.matchers import Matcher, MatchOp
+from app.validation import describe_validation_error
 from sinks.postgres import is_retryable
 from web import auth
 

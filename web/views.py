@@ -13,8 +13,7 @@ import orjson
 import prometheus_client
 from aiohttp import web
 
-from agents import ingest
-from app import metrics, redact
+from app import metrics, redact, validation
 from app.errors import InvalidAlert
 from app.events import from_row as event_json
 from app.events import rfc3339
@@ -32,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def topic_messages(app: Any, sent: list[Any], receiver: str | None, source: str) -> list[OutMessage]:
     """Each alert as it was sent, with its receiver and source, keyed by its fingerprint: the exact bytes that go
-    on the topic, checked with the worker's own decoder (agents.ingest.parse), so what is accepted is stored.
+    on the topic, checked with the worker's own validation (app/validation.py), so what is accepted is stored.
     Forwarding the sender's object (not the model's re-rendering) keeps a resend byte-identical, which the
     pipeline decides without decoding. Any alert refused refuses the request, before anything is produced."""
     topic, limit = app.settings.topic, max_message_size(app)
@@ -45,10 +44,10 @@ def topic_messages(app: Any, sent: list[Any], receiver: str | None, source: str)
         body.setdefault("source", source)
         try:
             value = orjson.dumps(body)
-            fingerprint = ingest.checked(value)
+            fingerprint = validation.checked(value)
         except orjson.JSONEncodeError as exc:  # deeper than orjson writes
             raise InvalidAlert(f"alerts.{i}: nested too deeply to forward ({exc})") from None
-        except ingest.Rejected as exc:
+        except validation.Rejected as exc:
             raise InvalidAlert(exc.within(f"alerts.{i}")) from None
         message = OutMessage(topic, fingerprint.encode(), value)
         if (size := message_size(message)) > limit:  # Kafka would refuse it however often it is sent

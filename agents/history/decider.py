@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from aiokafka.structs import ConsumerRecord
 
 from agents import dedup, enrich, ingest, state
+from app.partition import key_partition
 from app.produce import OutMessage
 from app.records import NEW_ROW, AlertEvent, Decision, FingerprintState, Outcome, Position
+from app.validation import Rejected
 
 MAX_REASON = 1000  # characters of an exception's text in a dead letter's reason header
 
@@ -107,7 +109,7 @@ class Decider:
             return
         try:
             event = ingest.decode(msg.value, position, msg.headers)
-        except ingest.Rejected as exc:
+        except Rejected as exc:
             if not replay:
                 self.dead_letter(batch, msg, exc.reason)
             return
@@ -136,7 +138,7 @@ class Decider:
     def _resend(self, batch: Batch, msg: ConsumerRecord, position: Position, replay: bool, partitions: int) -> bool:
         """Decide a message byte-identical to the one its fingerprint's state last applied, without decoding it
         (most of the stream: Alertmanager's repeat_interval resends and HA copies). False: decode it."""
-        if ingest.key_partition(msg.key, partitions) != msg.partition:
+        if key_partition(msg.key, partitions) != msg.partition:
             return False
         try:
             fp = msg.key.decode("ascii")

@@ -26,9 +26,9 @@ import orjson
 from aiokafka.structs import ConsumerRecord
 
 from agents.history.decider import Batch, dead_letter
-from agents.ingest import key_partition
 from app import events, metrics
 from app.faust_adapter import raw_producer, send_record_batches
+from app.partition import key_partition
 from app.produce import produce_all
 from app.records import NEW_ROW, FingerprintState
 from app.settings import Settings

@@ -22,8 +22,9 @@ from aiokafka.structs import ConsumerRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents import ingest, state
+from agents import state
 from agents.history.decider import Batch, Decider, Rules
+from app.partition import key_partition
 from app.records import NEW_ROW, FingerprintState
 from tests.agents.generated import message, streams
 from tests.model import Message, alert_tuples, event_tuples, expected
@@ -49,7 +50,7 @@ class Topic:
 
     def append(self, key: bytes | None, value: bytes, headers: tuple[tuple[str, bytes], ...] = ()) -> None:
         # Kafka's default partitioner: murmur2 of the key; an unkeyed message lands on any partition.
-        p = ingest.key_partition(key, PARTITIONS) if key is not None else self.rng.randrange(PARTITIONS)
+        p = key_partition(key, PARTITIONS) if key is not None else self.rng.randrange(PARTITIONS)
         self.log[p].append(
             ConsumerRecord(TOPIC, p, len(self.log[p]), self.clock_ms, 1, key, value, None, 0, 0, list(headers))
         )
@@ -135,7 +136,7 @@ class Worker:
     def expire(self) -> None:
         """Drop states past the horizon at their partition's stream time, as expiry.py does."""
         for fp, held in list(self.table.items()):
-            now = self.clock.get(ingest.key_partition(fp.encode(), PARTITIONS), 0)
+            now = self.clock.get(key_partition(fp.encode(), PARTITIONS), 0)
             if state.expired(held, now, RULES.horizon_ms):
                 del self.table[fp]
 

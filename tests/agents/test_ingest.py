@@ -3,9 +3,11 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from agents.ingest import Rejected, decode, derive_status, misplaced, owner_partition
+from agents.ingest import decode, derive_status, misplaced
 from app.fingerprint import fingerprint
+from app.partition import fingerprint_partition
 from app.records import Position
+from app.validation import Rejected
 from tests.factories import T0_MS, at, event
 
 POS = Position("alerts", 0, 7, T0_MS)
@@ -109,9 +111,9 @@ def test_poison_is_rejected_with_a_reason_naming_the_field(raw: bytes, names: st
     assert len(err.value.reason) < 300  # it goes into a header and a 4xx body: long inputs are cut
 
 
-def test_owner_partition_is_kafkas_murmur2() -> None:
+def test_a_fingerprints_partition_is_kafkas_murmur2() -> None:
     # aiokafka's DefaultPartitioner is Java's murmur2: producers keyed by fingerprint land here.
-    p = owner_partition("a813ef02442c2be9", 8)
+    p = fingerprint_partition("a813ef02442c2be9", 8)
     assert 0 <= p < 8
     assert misplaced(event(fingerprint="a813ef02442c2be9", partition=(p + 1) % 8), 8)
     assert not misplaced(event(fingerprint="a813ef02442c2be9", partition=p), 8)
@@ -134,15 +136,15 @@ def test_holes_are_found_against_stored_offsets_and_between_messages() -> None:
 
 
 def test_the_bridge_check_remembers_valid_messages_only_and_a_bounded_number(monkeypatch: pytest.MonkeyPatch) -> None:
-    from agents import ingest
+    from app import validation
 
-    monkeypatch.setattr(ingest, "_checked", ingest.OrderedDict())
-    monkeypatch.setattr(ingest, "CHECKED_MESSAGES", 2)
+    monkeypatch.setattr(validation, "_checked", validation.OrderedDict())
+    monkeypatch.setattr(validation, "CHECKED_MESSAGES", 2)
     values = [msg(labels={"alertname": f"Checked{i}"}) for i in range(3)]
-    assert [ingest.checked(v) for v in values] == [ingest.parse(v).fingerprint for v in values]
-    assert ingest.checked(values[2]) == fingerprint({"alertname": "Checked2"})  # remembered: the same answer
-    assert len(ingest._checked) == 2  # the oldest went
+    assert [validation.checked(v) for v in values] == [validation.parse(v).fingerprint for v in values]
+    assert validation.checked(values[2]) == fingerprint({"alertname": "Checked2"})  # remembered: the same answer
+    assert len(validation._checked) == 2  # the oldest went
     bad = msg(labels={"alertname": "x"}, generatorURL=NUL)
     for _ in range(2):  # a refusal is never remembered as valid
         with pytest.raises(Rejected, match="generatorURL: contains a NUL"):
-            ingest.checked(bad)
+            validation.checked(bad)

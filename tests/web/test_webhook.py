@@ -7,8 +7,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from agents.ingest import owner_partition
 from app.fingerprint import fingerprint
+from app.partition import fingerprint_partition
 from tests.fixtures import Worker, eventually, unique
 
 
@@ -107,7 +107,7 @@ async def test_the_topic_gets_each_alert_as_alertmanager_sent_it(worker: Worker,
     # The sender's object, times as it wrote them (a resend stays byte-identical), plus receiver and origin;
     # keyed by its fingerprint, so on that fingerprint's partition.
     assert [orjson.loads(m.value) for m in mine] == [{**sent, "receiver": "team-x", "source": "alertmanager-webhook"}]
-    assert mine[0].partition == owner_partition(fingerprint(sent["labels"]), 4)
+    assert mine[0].partition == fingerprint_partition(fingerprint(sent["labels"]), 4)
 
 
 async def test_a_web_node_bridges_and_reads_and_takes_no_partitions(make_worker, worker: Worker, http) -> None:  # type: ignore[no-untyped-def]
