@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -20,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 
 from app.services import Endpoints
 from tests.agents.streams import read_topic
-from tests.fixtures import Worker, free_port, unique, worker_env
+from tests.fixtures import REPO, Worker, free_port, unique, worker_env
 
 # Event ids of a topic code no real topic of the session has, so the tests' deliveries never meet the pipeline's.
 _CODE = random.Random().randrange(4000, 8000)
@@ -145,3 +147,30 @@ def rules_env(
     env = worker_env(endpoints, workdir, rules_file=rules, **settings)
     env.update(secrets or {})
     return env
+
+
+@dataclass
+class Ran:
+    returncode: int | None
+    stdout: str
+    stderr: str
+
+
+async def replay_cli(env: dict[str, str], *args: str) -> Ran:
+    """`alert-history dlq replay …` with a worker's settings, as an operator runs it (the loop, and so the test's
+    target servers, keep running meanwhile)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app.cli", "dlq", "replay", *args, cwd=REPO, env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 300)
+    return Ran(proc.returncode, out.decode(), err.decode())
+
+
+async def ledger(db: Any, event_ids: Sequence[str], target: str) -> dict[str, tuple[str, int]]:
+    """event id → (outcome, attempts) of the deliveries table."""
+    rows = await db.fetch(
+        "SELECT event_id, outcome, attempts FROM deliveries WHERE event_id = ANY($1::bigint[]) AND target = $2",
+        [int(i) for i in event_ids], target,
+    )  # fmt: skip
+    return {str(r["event_id"]): (r["outcome"], r["attempts"]) for r in rows}
