@@ -5,11 +5,12 @@ environment and handed to app.redact. Each target's own module holds its config 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 import orjson
@@ -97,6 +98,9 @@ def target_url(spec: Spec, env: Mapping[str, str], default: str | None = None) -
         parts = urlsplit(url)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         redact.remember([*redact.url_secrets(url), *([path] if len(path) >= SECRET_PATH_CHARS else [])])
+        if parts.password:  # sent as Basic credentials: that form is the same secret
+            basic = f"{unquote(parts.username or '')}:{unquote(parts.password)}".encode()
+            redact.remember([base64.b64encode(basic).decode()])
     elif spec.url:
         url = spec.url
     elif default:
