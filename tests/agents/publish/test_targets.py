@@ -3,15 +3,20 @@ file, the target and what is wrong (never a secret's value)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from agents.publish.targets import load
 from app.errors import ConfigError
+from app.services import Endpoints
 from sinks.publishers.pagerduty import EVENTS_URL, PagerDuty
 from sinks.publishers.slack import Slack
 from sinks.publishers.webhook import Webhook
+from tests.agents.publish.targets import rules_env
+from tests.fixtures import Worker
 
 GOOD = """
 classification:          # the enrich branch's: left alone here
@@ -69,3 +74,18 @@ def test_a_bad_target_is_a_clear_error(tmp_path: Path, text: str, error: str) ->
 def test_a_missing_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"rules file .*missing\.yml: cannot be read"):
         load(str(tmp_path / "missing.yml"), None, {})
+
+
+async def test_a_worker_with_an_unusable_rules_file_stops_at_start_saying_why(
+    make_worker: Callable[..., Worker], endpoints: Endpoints, tmp_path: Path
+) -> None:
+    secret = "https://hooks.example/services/" + "s3cr3t" * 4
+    bad = [{"name": "pager", "type": "pagerduty", "routing_key_env": "PD_KEY_NOT_SET_ANYWHERE"},
+           {"name": "slack", "type": "slack", "url_env": "SLACK_URL_SET"}]  # fmt: skip
+    worker = make_worker(env=rules_env(endpoints, tmp_path, bad, {"SLACK_URL_SET": secret}))
+    assert worker.proc is not None
+    code = await asyncio.to_thread(worker.proc.wait, 120)
+    log = worker.log_path.read_text()
+    assert code == 2, log[-2000:]
+    assert "target 'pager': routing_key_env names PD_KEY_NOT_SET_ANYWHERE, which is not set" in log
+    assert "Traceback" not in log and secret not in log
