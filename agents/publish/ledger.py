@@ -78,11 +78,3 @@ class Ledger:
             )  # fmt: skip
 
         await retry("record a delivery in PostgreSQL", write, retryable=is_retryable, deadline_s=DEADLINE_S)
-
-    async def outcomes(self, target: str | None = None) -> dict[str, int]:
-        """Deliveries by outcome (of one target): what `dlq replay` reports against."""
-        rows = await self.pool.fetch(
-            "SELECT outcome, count(*) AS n FROM deliveries WHERE $1::text IS NULL OR target = $1 GROUP BY outcome",
-            target,
-        )
-        return {r["outcome"]: r["n"] for r in rows}
