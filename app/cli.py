@@ -171,15 +171,45 @@ def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
             proc.wait()
 
 
+def cmd_dlq(argv: list[str]) -> int:
+    """`dlq replay`: the notify dead-letter topic re-sent through the publish agent's delivery path."""
+    parser = argparse.ArgumentParser(prog="alert-history dlq", description="the notify dead-letter topic")
+    actions = parser.add_subparsers(dest="action", required=True)
+    replay_args = actions.add_parser("replay", help="re-send dead letters (delivered ones are skipped)")
+    replay_args.add_argument("--target", help="only the dead letters of this target (its name in the rules file)")
+    replay_args.add_argument("--dry-run", action="store_true", help="count what would be sent; send nothing")
+    args = parser.parse_args(argv)
+    settings = _settings_or_exit()
+    _require(settings, "kafka_brokers", "database_url")
+    logging.config.dictConfig(logging_config(settings))
+    from agents.publish import replay
+
+    try:
+        report = replay.run(settings, args.target, args.dry_run, progress=True)
+    except ConfigError as exc:
+        print(f"alert-history: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        log.critical("dlq replay failed (check %sDATABASE_URL and %sKAFKA_BROKERS): %s", ENV_PREFIX, ENV_PREFIX,
+                     describe(exc))  # fmt: skip
+        return 1
+    print("\n".join(report.lines(args.dry_run)), flush=True)
+    for exc in report.errors:
+        log.critical("dlq replay stopped: %s", describe(exc))
+    # Scripts see whether everything went: some failed again (back on the topic) or could not be recorded.
+    return 1 if report.errors or (not args.dry_run and report.outcomes.get("dead_lettered")) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(
-            "usage: alert-history {dev,worker,migrate,bench} [args] | <faust command>\n\n"
+            "usage: alert-history {dev,worker,migrate,bench,dlq} [args] | <faust command>\n\n"
             "  dev      start embedded Kafka/PostgreSQL/Redis (or use ALERT_HISTORY_*), worker and web\n"
             "  worker   run a worker (pipeline agent + web on ALERT_HISTORY_WEB_PORT)\n"
             "  migrate  apply database migrations\n"
             "  bench    run the benchmark\n"
+            "  dlq      `dlq replay [--target NAME] [--dry-run]`: re-send the notify dead letters\n"
             "  other    passed to Faust (e.g. `alert-history tables`)"
         )
         return 0
@@ -190,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_worker(rest)
     if command == "migrate":
         return cmd_migrate(rest)
+    if command == "dlq":
+        return cmd_dlq(rest)
     if command == "bench":
         from app.bench.cli import main as bench_main
 

@@ -32,3 +32,27 @@ HOLES_FILLED = Counter(
     "alert_history_hole_messages_total", "Messages the consumer skipped, read back from Kafka and processed in order"
 )
 PARTITIONS_DROPPED = Counter("alert_history_partitions_dropped_total", "Daily alert_events partitions dropped")
+
+# --- publish ---
+DELIVERIES = Counter(
+    "alert_history_deliveries_total",
+    "Deliveries to targets by outcome: delivered, dead_lettered, already_delivered, already_dead_lettered, superseded",
+    ["target", "outcome"],
+)
+DELIVERY_SECONDS = Histogram(
+    "alert_history_delivery_seconds", "Time from a delivery taken by its target's lane to the target's 2xx",
+    ["target"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)  # fmt: skip
+DELIVERY_RETRIES = Counter("alert_history_delivery_retries_total", "Delivery attempts retried", ["target"])
+BREAKER_STATE = Gauge(
+    "alert_history_breaker_state", "Circuit breaker of each target: 0 closed, 1 half-open, 2 open", ["target"]
+)
+NOTIFY_DEAD_LETTERS = Counter(
+    "alert_history_notify_dead_letters_total",
+    "Deliveries put on the notify dead-letter topic, by target and reason "
+    "(retries_exhausted, breaker_open, fatal, queue_full, follows_firing; unreadable messages: target '')",
+    ["target", "reason"],
+)
+PENDING_DELIVERIES = Gauge(
+    "alert_history_pending_deliveries", "Deliveries taken by a target's lane and not ended yet", ["target"]
+)

@@ -4,6 +4,8 @@ history path never waits on anything downstream of PostgreSQL.
   topic `alerts` (any producer, the webhook bridge)
     └─► history agent (agents/history): holes → ingest → dedup → state → enrich → sink (PostgreSQL, exactly
         once in effect) → table state → ack; dead letters to `alerts-dlq`
+  topic `alerts-notify` (what the filter rules let through)
+    └─► publish agent (agents/publish): each matching target once, in order per fingerprint; `alerts-notify-dlq`
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import faust
 
 from agents.history import agent as history_agent
+from agents.publish import agent as publish_agent
 from app.settings import Settings
 from sinks.base import Sink
 
@@ -20,9 +23,11 @@ from sinks.base import Sink
 @dataclass(frozen=True)
 class Pipeline:
     history: history_agent.HistoryAgent
+    publish: publish_agent.Publisher
 
 
 def wire(app: faust.App, settings: Settings, sink: Sink) -> Pipeline:
     """Register every agent of the pipeline on `app`, in stage order."""
     history = history_agent.wire(app, settings, sink)
-    return Pipeline(history=history)
+    publish = publish_agent.wire(app, settings)
+    return Pipeline(history=history, publish=publish)

@@ -156,6 +156,17 @@ class Settings(BaseSettings):
         so PostgreSQL's own cancel comes first whenever PostgreSQL is answering at all."""
         return self.query_timeout + 2.0
 
+    # --- publish ---
+    # The rules file (targets: read by agents/publish/targets.py until app/rules.py, the enrich branch's, reads it).
+    rules_file: str | None = None
+    # Where people reach this service: links back to an alert's timeline in what targets receive; unset -> no link.
+    public_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+
+    @field_validator("rules_file", "public_url", mode="before")
+    @classmethod
+    def _publish_empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, and have app.redact mask their secrets from then on. A bad value

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import itertools
 import sys
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
+
+import orjson
+import yaml
 
 from app.bench.load import produce, webhook_load
 from app.bench.measure import (
@@ -164,3 +168,74 @@ async def queries(r: Run) -> None:
     report = await timed_gets(f"{r.url}/report", [{"since": "-30d", "bucket": "1d"}] * max(3, r.args.queries // 20))
     r.res.add("report_p50_ms", "/report 30 days: p50", pct(report, 50), "ms", "", None)
     r.res.add("report_p95_ms", "/report 30 days: p95", pct(report, 95), "ms", "", None)
+
+
+# The publish phase's delivery settings: the defaults (sinks/publishers/config.py), written out so the table
+# names what was measured.
+PUBLISH_DELIVERY = {"timeout_s": 10.0, "deadline_s": 60.0, "max_attempts": 5, "first_delay_s": 0.5, "max_delay_s": 30.0,
+                    "breaker_failures": 5, "breaker_cooldown_s": 30.0, "concurrency": 4, "queue": 1000}  # fmt: skip
+
+
+def _notify_messages(n: int, run: str) -> list[tuple[bytes, bytes]]:
+    """`n` notify messages (CONTRACTS.md) of distinct fingerprints, firing, as the enrich agent produces them."""
+    code = 6000 + int(run[:3], 16) % 2000  # a topic code (13 bits) of no real topic: no other deliveries meet these
+    out = []
+    for k in range(n):
+        fp = f"{run}{k:08x}"
+        event = {"id": str((code << 50) | k), "fingerprint": fp, "status": "firing", "startsAt": "2026-12-01T00:00:00Z",
+                 "labels": {"alertname": "BenchPublish", "k": str(k)}, "annotations": {"summary": "bench"},
+                 "classification": None}  # fmt: skip
+        out.append((fp.encode(), orjson.dumps({"event": event, "mode": "transparent"})))
+    return out
+
+
+async def publish_deliveries(r: Run) -> None:
+    """Deliveries/s of the publish agent to a healthy local webhook target while a second target is down (nothing
+    listens on its port: its breaker opens and its deliveries go to the dead-letter topic)."""
+    from aiohttp import web
+
+    n = max(100, r.args.naive_events // 3)
+    received = 0
+
+    async def receive(request: web.Request) -> web.Response:
+        nonlocal received
+        await request.read()
+        received += 1
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    topic = await r.side_topic("publish")
+    rules = r.workdir / "publish-rules.yml"
+    rules.write_text(yaml.safe_dump({"targets": [
+        {"name": "healthy", "type": "webhook", "url": f"http://127.0.0.1:{port}/hook", "delivery": PUBLISH_DELIVERY},
+        {"name": "down", "type": "webhook", "url": f"http://127.0.0.1:{free_port()}/hook",
+         "delivery": PUBLISH_DELIVERY},
+    ]}))  # fmt: skip
+    web_port = free_port()
+    worker = Proc("app.cli", {**r.env, f"{ENV_PREFIX}TOPIC": topic, f"{ENV_PREFIX}APP_ID": f"{topic}-group",
+                              f"{ENV_PREFIX}DATA_DIR": str(r.workdir / "state-publish"),
+                              f"{ENV_PREFIX}WEB_PORT": str(web_port), f"{ENV_PREFIX}RULES_FILE": str(rules)},
+                  r.workdir / "worker-publish.log")  # fmt: skip
+    try:
+        await wait_ready(f"http://127.0.0.1:{web_port}", worker)
+        await produce(r.ep, f"{topic}-notify", _notify_messages(n, uuid.uuid4().hex[:8]))
+
+        async def delivered() -> int:
+            return received
+
+        samples = await poll(delivered, n, "publish", worker, timeout_s=900)
+    finally:
+        worker.stop()
+        await runner.cleanup()
+    d = PUBLISH_DELIVERY
+    r.res.add("publish_deliveries_per_s", "publish: deliveries/s to a healthy webhook, another target down",
+              sustained_rate(samples), "deliveries/s", "", None)  # fmt: skip
+    r.res.add("publish_deliveries", f"publish: deliveries measured ({d['max_attempts']} attempts in "
+              f"{d['deadline_s']:.0f} s, jitter {d['first_delay_s']} to {d['max_delay_s']:.0f} s; breaker "
+              f"{d['breaker_failures']} failures, {d['breaker_cooldown_s']:.0f} s; {d['concurrency']} in flight)", n,
+              "deliveries", "", None)  # fmt: skip

@@ -1,0 +1,1 @@
+"""The publish agent: notify messages delivered to every matching target, once each, in order per fingerprint."""
