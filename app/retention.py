@@ -66,10 +66,12 @@ async def upkeep(pool: asyncpg.Pool, retention_days: int, now: datetime | None =
                 dropped.append(name)
                 metrics.PARTITIONS_DROPPED.inc()
             # Current state of alerts not heard of within the retention goes too (a small table), and the
-            # record of refused messages that old.
+            # records of refused messages and of deliveries that old.
             horizon = datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC)
             await conn.execute("DELETE FROM alerts WHERE last_seen_at < $1", horizon)
             await conn.execute("DELETE FROM refused_messages WHERE refused_at < $1", horizon)
+            # The publish agent's ledger: a notify message that old is long gone from Kafka, never replayed.
+            await conn.execute("DELETE FROM deliveries WHERE finished_at < $1", horizon)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     if created or dropped:

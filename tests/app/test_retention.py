@@ -52,6 +52,25 @@ async def test_upkeep_creates_days_ahead_and_drops_whole_days_past_retention(poo
     assert again.created == [] and "alert_events_20010101" not in again.dropped
 
 
+async def test_upkeep_drops_refused_messages_and_deliveries_past_retention(pool: asyncpg.Pool) -> None:
+    now = datetime.now(UTC)
+    old, kept = now - timedelta(days=31), now - timedelta(days=29)
+    topic = f"retention-{uuid.uuid4().hex[:8]}"
+    for offset, at in ((1, old), (2, kept)):
+        await pool.execute(
+            'INSERT INTO refused_messages (topic, partition, "offset", reason, refused_at) VALUES ($1, 0, $2, $3, $4)',
+            topic, offset, "22P05: test", at,
+        )  # fmt: skip
+        await pool.execute(
+            """INSERT INTO deliveries (event_id, target, fingerprint, status, starts_at, outcome, finished_at)
+               VALUES ($1, $2, 'feedfacefeedface', 'firing', $3, 'delivered', $3)""",
+            offset, topic, at,
+        )  # fmt: skip
+    await upkeep(pool, retention_days=30, now=now)
+    assert await pool.fetchval('SELECT array_agg("offset") FROM refused_messages WHERE topic = $1', topic) == [2]
+    assert await pool.fetchval("SELECT array_agg(event_id) FROM deliveries WHERE target = $1", topic) == [2]
+
+
 async def test_the_sink_recreates_a_day_dropped_behind_its_back(endpoints: Endpoints) -> None:
     from agents import dedup, state
     from app.records import Outcome
