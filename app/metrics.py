@@ -32,3 +32,20 @@ HOLES_FILLED = Counter(
     "alert_history_hole_messages_total", "Messages the consumer skipped, read back from Kafka and processed in order"
 )
 PARTITIONS_DROPPED = Counter("alert_history_partitions_dropped_total", "Daily alert_events partitions dropped")
+
+# --- ui: the live stream (/events) and what the operators' dashboard reads (deploy/) ---
+EVENT_STREAMS = Gauge("alert_history_event_streams", "Open /events streams on this node")
+EVENT_STREAM_DROPS = Counter(
+    "alert_history_event_stream_drops_total",
+    "/events clients dropped: slow (queue over ALERT_HISTORY_EVENTS_CLIENT_BUFFER), write_timeout, reader (its Kafka "
+    "reader failed)",
+    ["reason"],
+)
+EVENT_STREAM_SENT = Counter("alert_history_event_stream_sent_total", "Events sent to /events clients")
+CONSUMER_LAG = Gauge(
+    "alert_history_consumer_lag",
+    "Messages of the topic not yet stored in PostgreSQL, per partition this worker owns (high watermark minus "
+    "the sink's next offset)",
+    ["partition"],
+)
+ASSIGNED_PARTITIONS = Gauge("alert_history_assigned_partitions", "Partitions of the topic this worker owns")
