@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 10.0
 REPLAY_STALL_S = 30.0  # a resume whose reader gets nothing from Kafka this long ends (the client retries)
 RETRY_MS = 2000  # how soon an EventSource reconnects
+GONE_CHECK_S = 1.0
 FRAMES_PER_WRITE = 100
 FETCH_MAX_BYTES = 4 * 1024 * 1024  # the node's fetch buffers stay small whatever the topic holds
 PARTITION_FETCH_BYTES = 1024 * 1024
@@ -136,6 +137,8 @@ class EventsHub:
                 for tp, records in batch.items():
                     for r in records:
                         self._dispatch(tp.partition, r.offset, r.value)
+                        if self.subscribers:
+                            await asyncio.sleep(0)  # the clients' writers run between records of a large fetch
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the clients reconnect with their cursors; the next one starts a new reader
@@ -309,14 +312,20 @@ class EventStream:
 
     async def _live(self) -> None:
         last_id: tuple[int, ...] | None = None
+        beat = time.monotonic()
         while True:
-            got = await self.sub.wait(self.heartbeat_s)
+            # aiohttp does not cancel a handler whose client left: look at the connection every second.
+            got = await self.sub.wait(min(self.heartbeat_s, GONE_CHECK_S))
             if self.sub.dropped is not None:
                 raise ClientGone(self.sub.dropped)
+            transport = self.request.transport
+            if transport is None or transport.is_closing():
+                raise ClientGone("disconnected")
             if not got:
-                position = tuple(self.sub.position)  # nothing queued: every event before it was sent
-                await self._send(sse.heartbeat_frame(position if position != last_id else None))
-                last_id = position
+                if time.monotonic() - beat >= self.heartbeat_s:
+                    position = tuple(self.sub.position)  # nothing queued: every event before it was sent
+                    await self._send(sse.heartbeat_frame(position if position != last_id else None))
+                    last_id, beat = position, time.monotonic()
                 continue
             frames = []
             while len(frames) < FRAMES_PER_WRITE and (item := self.sub.take()) is not None:
