@@ -47,6 +47,7 @@ function route() {
   const generation = ++state.generation;
   stopStream();
   clearTimeout(state.reportTimer);
+  state.reportTimer = null;
   showError(null);
   const alert = path.match(/^\/alert\/([0-9a-f]{16})$/);
   const at = path.match(/^\/at\/(.+)$/);
@@ -56,6 +57,7 @@ function route() {
     document.body.dataset.view = alert ? "timeline" : at ? "at" : "overview";
     document.body.dataset.ready = "true";
     window.__dashboard.views += 1;
+    document.body.dataset.views = String(window.__dashboard.views); // tests wait for a view by its number
     if (!window.__dashboard.ready) {
       performance.mark("dashboard-ready");
       window.__dashboard.ready = true;
@@ -124,11 +126,16 @@ async function showOverview(generation) {
   const filter = state.filter || undefined;
   const rows = new Map(); // event id → event, for the live table
   const report = loadReport(generation, since, filter);
-  // The stream opens first, then the page reads /history: an event stored in between is in one or both
-  // (deduplicated by id), never in neither.
+  report.catch(() => {}); // awaited below; if /history fails first, its error is the one shown
+  // /history and the stream start together; a page of /history read before the stream was open is read again
+  // once it is, so an event stored in between is in one or both (deduplicated by id), never in neither.
+  let open = false;
+  const readHistory = () => getJSON("/history", { filter, since, limit: MAX_ROWS }).then((page) => {
+    if (current(generation)) addEvents(rows, page.items, false);
+  });
   const opened = new Promise((resolve) => {
     state.stream = new LiveStream(filter, {
-      onOpen: resolve,
+      onOpen: () => { open = true; resolve(); },
       onEvent: (event) => {
         if (!current(generation)) return;
         addEvents(rows, [event], true);
@@ -142,12 +149,10 @@ async function showOverview(generation) {
     }).start();
     setTimeout(resolve, 3000); // no stream (Kafka down): the page still shows history, marked not live
   });
-  await opened;
+  const first = readHistory().then(() => open);
+  const [readWhileOpen] = await Promise.all([first, opened]);
   if (!current(generation)) return;
-  const history = getJSON("/history", { filter, since, limit: MAX_ROWS }).then((page) => {
-    if (current(generation)) addEvents(rows, page.items, false);
-  });
-  await Promise.all([report, history]);
+  await Promise.all([report, readWhileOpen ? null : readHistory()]);
 }
 
 async function loadReport(generation, since, filter) {
@@ -323,9 +328,23 @@ async function showFiringAt(rawAt, generation) {
   const iso = at.toISOString();
   $("at").value = iso.slice(0, 19);
   $("at-title").textContent = `Firing at ${iso.replace("T", " ").replace(".000Z", "Z")}`;
+  $("at-steps").replaceChildren(...[["−1 h", -3600e3], ["−15 min", -900e3], ["+15 min", 900e3], ["+1 h", 3600e3]]
+    .map(([label, ms]) => h("a", { class: "step", href: hashFor(`/at/${new Date(at.getTime() + ms).toISOString()}`) },
+      label)));
   const { alerts, source } = await loadFiringAt(iso, state.filter || undefined);
   if (!current(generation)) return;
-  $("at-source").textContent = `${alerts.length} alert${alerts.length === 1 ? "" : "s"} · ${source}`;
+  const rank = { critical: 0, warning: 1, info: 2 };
+  alerts.sort((a, b) => (rank[a.labels.severity] ?? 3) - (rank[b.labels.severity] ?? 3) ||
+    (a.startsAt < b.startsAt ? -1 : 1));
+  const count = (sev) => alerts.filter((a) => a.labels.severity === sev).length;
+  const others = alerts.length - count("critical") - count("warning") - count("info");
+  $("at-summary").replaceChildren(...[["firing", alerts.length], ["critical", count("critical")],
+    ["warning", count("warning")], ["info", count("info")], ["other severity", others],
+    ["longest firing", alerts.length ? duration((at - Date.parse(alerts.reduce((m, a) => (a.startsAt < m ? a.startsAt : m),
+      alerts[0].startsAt))) / 1000) : "–"]]
+    .map(([label, value]) => h("div", { class: "stat" }, h("span", { class: "value" }, String(value)),
+      h("span", { class: "label" }, label))));
+  $("at-source").textContent = source;
   const body = $("at-alerts").tBodies[0];
   if (!alerts.length) {
     body.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "empty" }, "nothing was firing then")));

@@ -20,7 +20,7 @@ async function timeTravel() {
 export async function loadFiringAt(iso, filter) {
   if (await timeTravel()) {
     const alerts = await getJSON("/api/v2/alerts", { at: iso, filter });
-    return { alerts: sortAlerts(alerts), source: "from the time-travel API (/api/v2/alerts?at=)" };
+    return { alerts, source: "from the time-travel API (/api/v2/alerts?at=)" };
   }
   const at = Date.parse(iso);
   const newest = new Map(); // fingerprint → its newest event received up to `at`
@@ -41,12 +41,8 @@ export async function loadFiringAt(iso, filter) {
   const alerts = [...newest.values()].filter((e) => e.status === "firing" && Date.parse(e.startsAt) <= at);
   const reach = complete ? "7 days back" : `the newest ${pages * 1000} events of 7 days`;
   return {
-    alerts: sortAlerts(alerts),
+    alerts,
     source: `approximated from /history (${reach}: each alert's newest event before then is firing); ` +
       "this server has no time-travel API",
   };
-}
-
-function sortAlerts(alerts) {
-  return alerts.sort((a, b) => (a.startsAt < b.startsAt ? 1 : a.startsAt > b.startsAt ? -1 : 0));
 }
