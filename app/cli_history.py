@@ -120,7 +120,7 @@ def _setup(args: argparse.Namespace) -> tuple[Api, list[tuple[str, str]]]:
 
 def cmd_history(argv: list[str]) -> int:
     parser = _parser("history", "Stored events, newest first: a table, or NDJSON (every match) with --json.")
-    parser.add_argument("--status", choices=("firing", "resolved"))
+    parser.add_argument("--status", choices=("firing", "resolved"), help="only events of this status")
     parser.add_argument("--limit", type=int, help="at most this many events (default: the table 50, --json all)")
     args = parser.parse_args(argv)
     args.since = args.since or "6h"
