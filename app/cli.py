@@ -204,12 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(
-            "usage: alert-history {dev,worker,migrate,bench,dlq} [args] | <faust command>\n\n"
+            "usage: alert-history {dev,worker,migrate,bench,history,report,dlq} [args] | <faust command>\n\n"
             "  dev      start embedded Kafka/PostgreSQL/Redis (or use ALERT_HISTORY_*), worker and web\n"
             "  worker   run a worker (pipeline agent + web on ALERT_HISTORY_WEB_PORT)\n"
             "  migrate  apply database migrations\n"
             "  bench    run the benchmark\n"
             "  dlq      `dlq replay [--target NAME] [--dry-run]`: re-send the notify dead letters\n"
+            "  history  stored events through the HTTP API: history [MATCHER…] --since 6h [--json]\n"
+            "  report   totals, noisiest and flapping alerts, MTTR: report [MATCHER…] --since 7d [--json]\n"
             "  other    passed to Faust (e.g. `alert-history tables`)"
         )
         return 0
@@ -222,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_migrate(rest)
     if command == "dlq":
         return cmd_dlq(rest)
+    if command in ("history", "report"):
+        from app import cli_history
+
+        return cli_history.cmd_history(rest) if command == "history" else cli_history.cmd_report(rest)
     if command == "bench":
         from app.bench.cli import main as bench_main
 

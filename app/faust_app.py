@@ -16,7 +16,7 @@ import faust
 import mode
 import redis.asyncio as aioredis
 
-from app import faust_adapter, retention
+from app import faust_adapter, lag, retention
 from app.faust_adapter import Consumer
 from app.logs import logging_config
 from app.pipeline import Pipeline, wire
@@ -209,3 +209,4 @@ def _schedule_upkeep(app: AlertHistoryApp) -> None:
 
     app.task(run)
     app.timer(interval=3600.0, name="partition-upkeep")(run)
+    lag.schedule(app)

@@ -56,3 +56,19 @@ NOTIFY_DEAD_LETTERS = Counter(
 PENDING_DELIVERIES = Gauge(
     "alert_history_pending_deliveries", "Deliveries taken by a target's lane and not ended yet", ["target"]
 )
+# --- ui: the live stream (/events) and what the operators' dashboard reads (deploy/) ---
+EVENT_STREAMS = Gauge("alert_history_event_streams", "Open /events streams on this node")
+EVENT_STREAM_DROPS = Counter(
+    "alert_history_event_stream_drops_total",
+    "/events clients dropped: slow (queue over ALERT_HISTORY_EVENTS_CLIENT_BUFFER), write_timeout, reader (its Kafka "
+    "reader failed)",
+    ["reason"],
+)
+EVENT_STREAM_SENT = Counter("alert_history_event_stream_sent_total", "Events sent to /events clients")
+CONSUMER_LAG = Gauge(
+    "alert_history_consumer_lag",
+    "Messages of the topic not yet stored in PostgreSQL, per partition this worker owns (high watermark minus "
+    "the sink's next offset)",
+    ["partition"],
+)
+ASSIGNED_PARTITIONS = Gauge("alert_history_assigned_partitions", "Partitions of the topic this worker owns")

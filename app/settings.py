@@ -167,6 +167,14 @@ class Settings(BaseSettings):
     def _publish_empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    # --- ui: the live stream (/events) and the dashboard ---
+    events_streams: int = Field(100, ge=1, le=10_000, description="concurrent /events streams per node")
+    events_heartbeat: float = Field(15.0, gt=0, le=300, description="seconds between heartbeat comments")
+    events_client_buffer: int = Field(
+        1024 * 1024, ge=4096, description="bytes of events queued for one /events client before it is dropped"
+    )
+    events_write_timeout: float = Field(30.0, gt=0, description="seconds: an /events client that reads nothing")
+
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, and have app.redact mask their secrets from then on. A bad value

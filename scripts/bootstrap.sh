@@ -20,7 +20,7 @@ PYTHON="$(command -v "${PYTHON:-python3}")"
 
 have_pg() { compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; }
 
-# 1. System packages: PostgreSQL, Redis, kcat, Alertmanager/amtool, and Java/Maven for the broker.
+# 1. System packages: PostgreSQL, Redis, kcat, Alertmanager/amtool, Java/Maven for the broker, promtool, Chromium.
 missing=()
 have_pg || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
@@ -28,6 +28,8 @@ command -v kcat >/dev/null || missing+=(kcat)
 command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
+command -v promtool >/dev/null || missing+=(prometheus)   # promtool checks deploy/prometheus-rules.yml
+command -v chromium >/dev/null || missing+=(chromium)     # the dashboard's test drives it headless
 if ((${#missing[@]})); then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then
@@ -38,7 +40,7 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts the packaged services; we run our own instances on free ports instead.
-  $SUDO systemctl disable --now redis-server postgresql >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now redis-server postgresql prometheus prometheus-node-exporter >/dev/null 2>&1 || true
 fi
 
 # 2. Python environment, rebuilt only when pyproject.toml or the interpreter changes.

@@ -234,6 +234,11 @@ async def test_installed_migrate_then_worker_stores_and_answers(
                     return (await r.json())["items"]  # type: ignore[no-any-return]
 
             items = await eventually(stored, timeout=60, what="the webhook alert in /history of the installed worker")
+            # The dashboard and its files come from the package's data, not the checkout.
+            for path, file, kind in (("/", "index.html", "text/html"), ("/static/app.js", "app.js", "text/javascript")):
+                async with http.get(f"{worker.url}{path}") as r:
+                    assert r.status == 200 and r.content_type == kind, path
+                    assert await r.read() == (REPO / "web" / "static" / file).read_bytes()
         assert [(i["labels"], i["status"]) for i in items] == [(labels, "firing")]
         worker.stop()
 

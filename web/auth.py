@@ -35,7 +35,8 @@ class Access(StrEnum):
 
 
 # The rule, as data: routes anyone may call, and routes where the webhook signature stands in for the token.
-OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+# The dashboard's shell and static files hold no data (the page reads it with the token): a browser opens them.
+OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/", "/static/{name}"})
 SIGNED_ROUTES = frozenset({"/webhook"})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SIGNATURE_HEADER = "X-Alert-History-Signature"

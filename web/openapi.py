@@ -324,6 +324,43 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {"200": _json(_ref("Report"), "The report (default range: the last 24 h)."), **_ERRORS},
         }
     },
+    "/events": {
+        "get": {
+            "summary": "Server-Sent Events of new stored events (the events topic), live; resumable without gaps.",
+            "description": "Each message's data is one event as /history returns it; its `id` is a resume cursor "
+            "(the topic's offsets per partition). Send it back as the `Last-Event-ID` header (or `cursor`) to get "
+            "every matching event missed, once. Comment lines are heartbeats; `event: gap` says the topic no longer "
+            "held part of what a resume asked for. The stream starts at the topic's end unless resuming.",
+            "parameters": [
+                _FILTER,
+                _param("cursor", "An SSE id of an earlier stream: resume after it (Last-Event-ID wins when both)."),
+                {"name": "Last-Event-ID", "in": "header", "schema": _STR, "description": "The last SSE id seen."},
+            ],
+            "responses": {
+                "200": {"description": "text/event-stream", "content": {"text/event-stream": {"schema": _STR}}},
+                "404": _json(_ref("Error"), "ALERT_HISTORY_EVENTS_ENABLED is false: no events topic."),
+                "429": _json(_ref("Error"), "ALERT_HISTORY_EVENTS_STREAMS streams open on this node; see Retry-After."),
+                **_ERRORS,
+            },
+        }
+    },
+    "/": {
+        "get": {
+            "summary": "The dashboard (HTML; open: its data is read with the token by the page).",
+            "responses": {"200": {"description": "the page", "content": {"text/html": {}}}},
+        }
+    },
+    "/static/{name}": {
+        "get": {
+            "summary": "The dashboard's scripts, styles and icon (open; no data).",
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": _STR}],
+            "responses": {
+                "200": {"description": "the file"},
+                "304": {"description": "unchanged (If-None-Match)"},
+                "404": _json(_ref("Error"), "No such file."),
+            },
+        }
+    },
     "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": _json({"type": "object"}, "")}}},
     "/healthz": {"get": {"summary": "Liveness.", "responses": {"200": _json({"type": "object"}, "alive")}}},
     "/readyz": {

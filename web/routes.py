@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from web import views
+from web import dashboard, events, views
 
 ROUTES: tuple[tuple[str, type[views.ApiView]], ...] = (
     ("/webhook", views.Webhook),
@@ -17,6 +17,9 @@ ROUTES: tuple[tuple[str, type[views.ApiView]], ...] = (
     ("/healthz", views.Healthz),
     ("/readyz", views.Readyz),
     ("/metrics", views.Metrics),
+    ("/events", events.Events),
+    ("/", dashboard.Dashboard),
+    ("/static/{name}", dashboard.Static),
 )
 
 

@@ -57,8 +57,9 @@ WRONG = "wrong-" + secrets.token_hex(16)
         ("HEAD", "/history", Access.READ),
         ("GET", "/alerts/{fingerprint}/history", Access.READ),
         ("GET", "/openapi.json", Access.READ),
-        ("GET", "/events", Access.READ),  # routes not built yet are guarded by their method alone
-        ("GET", "/", Access.READ),
+        ("GET", "/events", Access.READ),
+        ("GET", "/", Access.OPEN),  # the dashboard's shell and files hold no data; the page reads with the token
+        ("GET", "/static/{name}", Access.OPEN),
         ("GET", "/enrichment/mode", Access.READ),
         ("PUT", "/enrichment/mode", Access.WRITE),
         ("POST", "/webhook", Access.WRITE),
@@ -196,6 +197,7 @@ WRITE_WEBHOOK = Call("POST", "/webhook", BODIES["/webhook"])
 WRITE_V2 = Call("POST", "/api/v2/alerts", BODIES["/api/v2/alerts"])
 READS = [Call("GET", "/history?limit=1"), Call("GET", "/api/v2/alerts"), Call("GET", "/openapi.json")]
 OPENS = [Call("GET", "/healthz"), Call("GET", "/metrics"), Call("GET", "/readyz")]
+OPENS += [Call("GET", "/"), Call("GET", "/static/app.js")]  # the dashboard's shell and files: no data in them
 OK = {"/webhook": 202}
 
 # Credential kinds, each the request headers for a call.
