@@ -24,6 +24,7 @@ class FakeLLM:
         self.authorization: list[str | None] = []
         self.url = ""
         self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()  # a slow answer still pending does not hold stop() up
 
     def alerts(self) -> list[dict[str, Any]]:
         """The alert of each request, as the prompt gave it."""
@@ -42,6 +43,7 @@ class FakeLLM:
         return self.url
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -54,7 +56,10 @@ class FakeLLM:
         if self.answer_after_s:
             await asyncio.sleep(self.answer_after_s)
         if name.startswith("LLMSlow"):
-            await asyncio.sleep(SLOW_S)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), SLOW_S)
+            except TimeoutError:
+                pass
         if name.startswith("LLM500"):
             return web.json_response({"error": "overloaded"}, status=500)
         if name.startswith("LLM429"):
@@ -72,12 +77,8 @@ class FakeLLM:
             arguments["severity"] = "apocalyptic"
         call = {"id": "call_1", "type": "function",
                 "function": {"name": "classify_alert", "arguments": orjson.dumps(arguments).decode()}}  # fmt: skip
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        choice = {"index": 0, "finish_reason": "tool_calls", "message": message}
         return web.json_response(
-            {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "model": body.get("model"),
-                "choices": [{"index": 0, "finish_reason": "tool_calls",
-                             "message": {"role": "assistant", "content": None, "tool_calls": [call]}}],
-            }  # fmt: skip
+            {"id": "chatcmpl-1", "object": "chat.completion", "model": body.get("model"), "choices": [choice]}
         )
