@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import faust
@@ -41,6 +41,7 @@ from app.settings import Settings
 from sinks.postgres import is_retryable, open_pool
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BATCH_CHUNKS = 8
 BATCH_WITHIN_S = 0.05
@@ -82,11 +83,12 @@ class EnrichAgent:
         if letters:
             metrics.ENRICH_SKIPPED.labels("bad").inc(len(letters))
             metrics.DEAD_LETTERS.inc(len(letters))
-            await produce_all(self.app, letters)
+            await _retried("enrich: dead letters", lambda: produce_all(self.app, letters))
         if not events:
             return
         pool = await self.pool()
-        known = await store.known(pool, [e.id for e in events], [e.received_ms for e in events])  # type: ignore[arg-type]
+        known = await _retried("enrich: read the batch's rows", lambda: store.known(
+            pool, [e.id for e in events], [e.received_ms for e in events]))  # type: ignore[arg-type]  # fmt: skip
         todo = [e for e in events if e.id in known and known[e.id].filter is None]
         if len(todo) < len(events):
             missing = sum(e.id not in known for e in events)
@@ -97,11 +99,9 @@ class EnrichAgent:
         mode = self.shared.modes.mode
         classified = await self.classifier.classify(todo, {e.id: known[e.id].classification for e in todo}, mode)
         decisions = [filter_decision(self.rules.filters, e.labels, classified[e.id]) for e in todo]
-        await retry(
+        await _retried(
             "enrich: store a batch's classifications and publish it",
             lambda: self._write(todo, classified, decisions, mode.value),
-            retryable=lambda exc: is_retryable(exc) or isinstance(exc, BrokerUnavailable),
-            deadline_s=WRITE_DEADLINE_S,
         )
 
     async def _write(
@@ -133,7 +133,7 @@ class EnrichAgent:
             await store.mark(conn, taken, datetime.now(UTC))
             out = self._messages(events, decisions, cls_json, taken, cancelled, mode)
             await produce_all(self.app, out)
-        _count(events, classified, decisions, len(cancelled), len(delayed), len(out))
+        _count(events, classified, decisions, len(cancelled), len(delayed) - len(taken), len(out))
 
     def _messages(
         self, events: Sequence[StoredEvent], decisions: Sequence[FilterDecision], cls_json: dict[int, Any],
@@ -159,18 +159,26 @@ class EnrichAgent:
         return OutMessage(self.settings.notify_topic, d.fingerprint.encode(), value)
 
 
+async def _retried(what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """PostgreSQL or Kafka unavailable: retried up to WRITE_DEADLINE_S, then the batch fails (the worker exits)."""
+    return await retry(
+        what, call, retryable=lambda exc: is_retryable(exc) or isinstance(exc, BrokerUnavailable),
+        deadline_s=WRITE_DEADLINE_S,
+    )  # fmt: skip
+
+
 def _count(
     events: Sequence[StoredEvent], classified: dict[int, Classification], decisions: Sequence[FilterDecision],
     cancelled: int, delayed: int, published: int,
 ) -> None:
+    """The batch's metrics; `delayed`: how many more firings are held than before it."""
     for e in events:
         metrics.CLASSIFIED.labels(classified[e.id].source.value).inc()
     for d in decisions:
         metrics.FILTER_DECISIONS.labels(d.action.value).inc()
     if cancelled:
         metrics.FILTER_DECISIONS.labels("cancelled").inc(cancelled)
-    if delayed:
-        metrics.DELAYED_PENDING.inc(delayed)
+    metrics.DELAYED_PENDING.inc(delayed)
     metrics.NOTIFY_PRODUCED.inc(published)
 
 
