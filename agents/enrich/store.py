@@ -15,6 +15,15 @@ from app.events import rfc3339
 from app.records import EPOCH, MILLISECOND
 
 RELEASE_BATCH = 500
+# Each statement names the days of its rows (received_at = ANY): PostgreSQL reads only those days' partitions.
+KNOWN_SQL = (
+    "SELECT id, classification, filter FROM alert_events WHERE id = ANY($1::bigint[]) "
+    "AND received_at = ANY($2::timestamptz[])"
+)
+RECORD_SQL = """UPDATE alert_events AS e SET classification = u.c, filter = u.f
+    FROM unnest($1::bigint[], $2::timestamptz[], $3::jsonb[], $4::jsonb[]) AS u(id, received_at, c, f)
+    WHERE e.id = u.id AND e.received_at = u.received_at AND e.received_at = ANY($5::timestamptz[])
+      AND e.filter IS NULL"""
 
 
 def at_ms(ms: int) -> datetime:
@@ -43,11 +52,7 @@ class Delayed:
 
 async def known(conn: asyncpg.Connection, ids: Sequence[int], received_ms: Sequence[int]) -> dict[int, Known]:
     """The batch's rows that exist, with their classification and filter (None until decided)."""
-    rows = await conn.fetch(
-        "SELECT id, classification, filter FROM alert_events WHERE id = ANY($1::bigint[]) "
-        "AND received_at = ANY($2::timestamptz[])",
-        list(ids), sorted({at_ms(ms) for ms in received_ms}),
-    )  # fmt: skip
+    rows = await conn.fetch(KNOWN_SQL, list(ids), sorted({at_ms(ms) for ms in received_ms}))
     return {r["id"]: Known(r["classification"], r["filter"]) for r in rows}
 
 
@@ -58,12 +63,8 @@ async def record(
     """Classification and filter onto each row that has no filter yet (JSON texts); the number of rows written."""
     received = [at_ms(ms) for ms in received_ms]
     status = await conn.execute(
-        """UPDATE alert_events AS e SET classification = u.c, filter = u.f
-           FROM unnest($1::bigint[], $2::timestamptz[], $3::jsonb[], $4::jsonb[]) AS u(id, received_at, c, f)
-           WHERE e.id = u.id AND e.received_at = u.received_at AND e.received_at = ANY($5::timestamptz[])
-             AND e.filter IS NULL""",
-        list(ids), received, list(classifications), list(filters), sorted(set(received)),
-    )  # fmt: skip
+        RECORD_SQL, list(ids), received, list(classifications), list(filters), sorted(set(received))
+    )
     return int(status.split()[-1])
 
 
