@@ -11,6 +11,7 @@ what is logged is redacted (app/redact.py).
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from typing import Any
 import aiohttp
 import orjson
 from pydantic import ValidationError
+from yarl import URL
 
 from agents.enrich.model import Verdict, tool_schema
 from app import metrics
@@ -54,6 +56,7 @@ class Outcome(StrEnum):
     MALFORMED = "malformed"  # not JSON, or no classify_alert tool call with JSON arguments
     INVALID = "invalid"  # a tool call outside the schema
     BREAKER_OPEN = "breaker_open"  # not sent: too many failures in a row just now
+    ERROR = "error"  # anything else (the log says what)
 
 
 # Failures of the endpoint itself (not of one answer, nor our own limits): these open the breaker.
@@ -100,12 +103,16 @@ def prompt(status: str, labels: Mapping[str, str], annotations: Mapping[str, str
 class LLM:
     def __init__(self, settings: Settings) -> None:
         assert settings.llm_url and settings.llm_model
-        self.url = settings.llm_url.rstrip("/") + "/chat/completions"
+        url = URL(settings.llm_url.rstrip("/") + "/chat/completions")
+        self.url = url.with_user(None)  # credentials in the URL go in one header, like the key, never in a log line
         self.model = settings.llm_model
         self.timeout_s = settings.llm_timeout
         self._headers = {"Content-Type": "application/json"}
         if settings.llm_api_key is not None:
             self._headers["Authorization"] = f"Bearer {settings.llm_api_key.get_secret_value()}"
+        elif url.user is not None:
+            basic = base64.b64encode(f"{url.user}:{url.password or ''}".encode()).decode()
+            self._headers["Authorization"] = f"Basic {basic}"
         self._concurrency = settings.llm_concurrency
         self._slots = asyncio.Semaphore(settings.llm_concurrency)
         self._rate = RateLimit(settings.llm_rate, settings.llm_concurrency)
@@ -141,6 +148,9 @@ class LLM:
                 self._failed(Outcome.TIMEOUT, f"no answer within {self.timeout_s:g} s (ALERT_HISTORY_LLM_TIMEOUT)")
             else:
                 self._failed(Outcome.THROTTLED, "no LLM slot or rate token within ALERT_HISTORY_LLM_TIMEOUT")
+            return None
+        except Exception as exc:  # whatever else goes wrong asking, the rules decide: never the batch failing
+            self._failed(Outcome.ERROR, describe(exc))
             return None
         metrics.LLM_SECONDS.observe(time.monotonic() - started)
         metrics.LLM_REQUESTS.labels(Outcome.OK.value).inc()

@@ -110,3 +110,16 @@ def test_prompts_are_sorted_truncated_and_redacted() -> None:
     assert len(alert["labels"]["a"]) == llm_client.MAX_TEXT
     assert "hunter2-secret-value" not in text and alert["annotations"]["description"] == "password is ***"
     assert text == prompt("firing", {"a": "x" * 5000, "z": "1"}, {"description": "password is hunter2-secret-value"})
+
+
+async def test_credentials_in_the_url_go_in_a_header_and_a_key_wins_over_them(server: FakeLLM) -> None:
+    with_user = server.url.replace("http://", "http://llm-user:llm-pass@")
+    for settings, expected in (({}, "Basic bGxtLXVzZXI6bGxtLXBhc3M="), ({"llm_api_key": "sk-1234567890"},
+                                                                        "Bearer sk-1234567890")):  # fmt: skip
+        llm = client(with_user, **settings)
+        try:
+            assert await llm.classify("firing", {"alertname": "Fine"}, {}) is not None
+        finally:
+            await llm.close()
+        assert server.authorization[-1] == expected
+        assert "llm-pass" not in str(llm.url)
