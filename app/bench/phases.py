@@ -208,9 +208,10 @@ async def enrich_rates(r: Run) -> None:
     try:
         await wait_ready(f"http://127.0.0.1:{port}", worker)
         await produce(r.ep, topic, messages("firing"))
-        asked = await poll(lambda: classified(0), n, "enrich, LLM", worker, timeout_s=900)
+        cpu = r.cpu_meter(worker=worker)
+        asked = await poll(lambda: classified(0), n, "enrich, LLM", worker, timeout_s=900, cpu=cpu)
         await produce(r.ep, topic, messages("resolved"))
-        warm = await poll(lambda: classified(n), n, "enrich, cache", worker, timeout_s=900)
+        warm = await poll(lambda: classified(n), n, "enrich, cache", worker, timeout_s=900, cpu=cpu)
     finally:
         worker.stop()
         await server.stop()
@@ -219,3 +220,6 @@ async def enrich_rates(r: Run) -> None:
               "asked)", sustained_rate(asked), "events/s", "", None)  # fmt: skip
     r.res.add("enrich_cache_events_per_s", "enrich, the same alerts' resolves: cache warm", sustained_rate(warm),
               "events/s", "", None)  # fmt: skip
+    # History and enrich both work on each event here (one worker): per event stored, then enriched.
+    add_cpu_rows(r, sustained_cpu_us(asked), "stored + enriched by the LLM", "enrich_llm")
+    add_cpu_rows(r, sustained_cpu_us(warm), "stored + enriched from the cache", "enrich_cache")
