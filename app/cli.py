@@ -81,11 +81,42 @@ def cmd_migrate(_: list[str]) -> int:
     return 0
 
 
+def cmd_rules(argv: list[str]) -> int:
+    """`rules check FILE`: 0 and a summary, or 2 and the error with its line."""
+    parser = argparse.ArgumentParser(prog="alert-history rules", description="the rules file (classification, "
+                                     "filters, targets)")  # fmt: skip
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("check", help="validate a rules file").add_argument("file")
+    args = parser.parse_args(argv)
+    from app.rules import RulesError, load
+
+    try:
+        rules = load(args.file)
+    except RulesError as exc:
+        print(f"alert-history: rules: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: ok: {rules.summary()}")
+    return 0
+
+
+def _rules_or_exit(settings: Settings) -> None:
+    """A worker does not start on a rules file it cannot use: one line naming the file, the line and the problem."""
+    if settings.rules_file:
+        from app.rules import RulesError, load
+
+        try:
+            load(settings.rules_file)
+        except RulesError as exc:
+            print(f"alert-history: bad setting: {ENV_PREFIX}RULES_FILE: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+
 def cmd_worker(argv: list[str]) -> int:
     from web.auth import open_access_warnings
 
     settings = _settings_or_exit()
     _require(settings, "kafka_brokers", "database_url")
+    _rules_or_exit(settings)
     logging.config.dictConfig(logging_config(settings))
     for warning in open_access_warnings(settings):
         log.warning(warning)
@@ -204,10 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(
-            "usage: alert-history {dev,worker,migrate,bench,history,report,dlq} [args] | <faust command>\n\n"
+            "usage: alert-history {dev,worker,migrate,rules,bench,history,report,dlq} [args] | <faust command>\n\n"
             "  dev      start embedded Kafka/PostgreSQL/Redis (or use ALERT_HISTORY_*), worker and web\n"
             "  worker   run a worker (pipeline agent + web on ALERT_HISTORY_WEB_PORT)\n"
             "  migrate  apply database migrations\n"
+            "  rules    `rules check FILE`: validate a rules file (ALERT_HISTORY_RULES_FILE)\n"
             "  bench    run the benchmark\n"
             "  dlq      `dlq replay [--target NAME] [--dry-run]`: re-send the notify dead letters\n"
             "  history  stored events through the HTTP API: history [MATCHER…] --since 6h [--json]\n"
@@ -222,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_worker(rest)
     if command == "migrate":
         return cmd_migrate(rest)
+    if command == "rules":
+        return cmd_rules(rest)
     if command == "dlq":
         return cmd_dlq(rest)
     if command in ("history", "report"):

@@ -33,6 +33,31 @@ HOLES_FILLED = Counter(
 )
 PARTITIONS_DROPPED = Counter("alert_history_partitions_dropped_total", "Daily alert_events partitions dropped")
 
+# --- enrich ---
+LLM_REQUESTS = Counter(
+    "alert_history_llm_requests_total",
+    "LLM classification requests by outcome (anything but ok fell back on the rules)", ["outcome"],
+)  # fmt: skip
+LLM_SECONDS = Histogram(
+    "alert_history_llm_request_seconds", "Time of an answered LLM classification, waiting for a slot included",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)  # fmt: skip
+CLASSIFICATION_CACHE = Counter(
+    "alert_history_classification_cache_total", "Classification cache lookups, by result (hit, miss)", ["result"]
+)
+CLASSIFIED = Counter("alert_history_events_classified_total", "Events classified, by source", ["source"])
+FILTER_DECISIONS = Counter(
+    "alert_history_filter_decisions_total",
+    "Filter decisions on events, by action (allow, deny, delay; cancelled: a resolve that cancelled a delayed "
+    "firing, so neither is published)", ["action"],
+)  # fmt: skip
+DELAYED_PENDING = Gauge("alert_history_delayed_events", "Delayed firing events waiting for their delay to end")
+NOTIFY_PRODUCED = Counter("alert_history_notify_published_total", "Messages put on the notify topic")
+ENRICH_SKIPPED = Counter(
+    "alert_history_enrich_skipped_total",
+    "Events of the events topic not enriched, by reason (replayed: already decided; missing: no such row; bad)",
+    ["reason"],
+)  # fmt: skip
 # --- publish ---
 DELIVERIES = Counter(
     "alert_history_deliveries_total",

@@ -4,6 +4,9 @@ history path never waits on anything downstream of PostgreSQL.
   topic `alerts` (any producer, the webhook bridge)
     └─► history agent (agents/history): holes → ingest → dedup → state → enrich → sink (PostgreSQL, exactly
         once in effect) → table state → ack; dead letters to `alerts-dlq`
+  topic `alerts-events` (one message per new stored row)
+    └─► enrich agent (agents/enrich): classify (rules file, cache, LLM, built-in rules) → filter rules → the row's
+        classification and filter → `alerts-notify`, shaped by the enrichment mode; delayed firings held in PostgreSQL
   topic `alerts-notify` (what the filter rules let through)
     └─► publish agent (agents/publish): each matching target once, in order per fingerprint; `alerts-notify-dlq`
 """
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 
 import faust
 
+from agents.enrich import agent as enrich_agent
 from agents.history import agent as history_agent
 from agents.publish import agent as publish_agent
 from app.settings import Settings
@@ -23,11 +27,13 @@ from sinks.base import Sink
 @dataclass(frozen=True)
 class Pipeline:
     history: history_agent.HistoryAgent
+    enrich: enrich_agent.EnrichAgent | None  # None without the events topic (ALERT_HISTORY_EVENTS_ENABLED=false)
     publish: publish_agent.Publisher
 
 
 def wire(app: faust.App, settings: Settings, sink: Sink) -> Pipeline:
     """Register every agent of the pipeline on `app`, in stage order."""
     history = history_agent.wire(app, settings, sink)
+    enrich = enrich_agent.wire(app, settings)
     publish = publish_agent.wire(app, settings)
-    return Pipeline(history=history, publish=publish)
+    return Pipeline(history=history, enrich=enrich, publish=publish)

@@ -6,7 +6,7 @@ import re
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.errors import ConfigError
@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None  # HMAC-SHA256 key of X-Alert-History-Signature on POST /webhook
     llm_api_key: SecretStr | None = None
     llm_url: str | None = Field(None, repr=False)
-    llm_model: str | None = None
+    llm_model: str | None = Field(None, validate_default=True)
     # Not in the contract's list, but needed to run several isolated pipelines on one cluster.
     app_id: str = Field("alert-history", pattern=r"^[A-Za-z0-9._-]+$")
     data_dir: str = "var"  # Faust's RocksDB table state lives here
@@ -156,13 +156,41 @@ class Settings(BaseSettings):
         so PostgreSQL's own cancel comes first whenever PostgreSQL is answering at all."""
         return self.query_timeout + 2.0
 
-    # --- publish ---
-    # The rules file (targets: read by agents/publish/targets.py until app/rules.py, the enrich branch's, reads it).
+    # --- enrich ---
+    # Classification rules, filter rules and publish targets (app/rules.py); unset: built-in rules, allow all.
     rules_file: str | None = None
+    # Without Redis, each process's own; with Redis, the mode until PUT /enrichment/mode sets the shared one.
+    enrichment_mode: EnrichmentMode = EnrichmentMode.ENRICHED
+    llm_timeout: float = Field(10.0, gt=0, le=300, description="seconds: one classification, waiting for a slot too")
+    llm_concurrency: int = Field(4, ge=1, le=256, description="LLM requests in flight per worker")
+    llm_rate: float = Field(5.0, gt=0, le=10_000, description="LLM requests per second per worker, at most")
+    enrich_cache_ttl: int = Field(7 * 86400, ge=1, description="seconds a cached LLM classification is reused")
+    enrich_cache_max_bytes: int = Field(16 * 1024, ge=1024, le=1024 * 1024, description="largest value cached")
+
+    @field_validator("rules_file", mode="before")
+    @classmethod
+    def _no_rules_file(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("llm_url")
+    @classmethod
+    def _llm_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_url(value, ("http", "https"), "http://127.0.0.1:8000/v1, where /chat/completions answers")
+        return value
+
+    @field_validator("llm_model")
+    @classmethod
+    def _llm_model(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("llm_url"):
+            raise ValueError(f"must be set when {ENV_PREFIX}LLM_URL is (the model name the endpoint serves)")
+        return value
+
+    # --- publish ---
     # Where people reach this service: links back to an alert's timeline in what targets receive; unset -> no link.
     public_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
 
-    @field_validator("rules_file", "public_url", mode="before")
+    @field_validator("public_url", mode="before")
     @classmethod
     def _publish_empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

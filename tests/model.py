@@ -147,7 +147,9 @@ def event_tuples(rows: Iterable[EventRow | Sequence[Any]]) -> list[tuple[Any, ..
          r.decision) if isinstance(r, EventRow) else tuple(r)
         for r in rows
     ]  # fmt: skip
-    return sorted(out, key=lambda r: (r[0], r[4], r[1]))
+    # A total order: two rows of a fingerprint can share receivedAt and status (a flap within one batch), and
+    # PostgreSQL returns rows in no set order (the enrich agent's updates move them).
+    return sorted(out, key=lambda r: (r[0], r[4], r[1], repr(r)))
 
 
 def alert_tuples(rows: Iterable[AlertRow | Sequence[Any]]) -> list[tuple[Any, ...]]:

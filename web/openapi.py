@@ -229,6 +229,15 @@ _SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "EnrichmentMode": {
+        "type": "object",
+        "required": ["mode", "scope"],
+        "properties": {
+            "mode": {"enum": ["transparent", "enriched", "transparent_with_recommendations"]},
+            "scope": {"enum": ["cluster", "process"], "description": "cluster: kept in Redis, every node applies it"},
+            "note": {**_STR, "description": "present when the mode is this process's alone (no Redis)"},
+        },
+    },
     "Readiness": {
         "type": "object",
         "properties": {
@@ -240,6 +249,13 @@ _SCHEMAS: dict[str, Any] = {
             },
         },
     },
+}
+
+_MODE_IN = {
+    "type": "object",
+    "required": ["mode"],
+    "additionalProperties": False,
+    "properties": {"mode": {"enum": ["transparent", "enriched", "transparent_with_recommendations"]}},
 }
 
 _HISTORY_PARAMS = [
@@ -323,6 +339,25 @@ PATHS: dict[str, dict[str, Any]] = {
             ],
             "responses": {"200": _json(_ref("Report"), "The report (default range: the last 24 h)."), **_ERRORS},
         }
+    },
+    "/enrichment/mode": {
+        "get": {
+            "summary": "The enrichment mode the workers apply to what they publish.",
+            "responses": {"200": _json(_ref("EnrichmentMode"), "The mode."), **_ERRORS},
+        },
+        "put": {
+            "summary": "Set the enrichment mode: every worker and web node within a second (Redis), else this process.",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _MODE_IN}},
+            },
+            "responses": {
+                "200": _json(_ref("EnrichmentMode"), "The mode now."),
+                **_WRITE_ERRORS,
+                "422": _json(_ref("Error"), "Not a mode (the message names the field)."),
+                "503": _json(_ref("Error"), "Redis is configured but not answering: the mode was not changed."),
+            },
+        },
     },
     "/events": {
         "get": {

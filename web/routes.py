@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from web import dashboard, events, views
+from web import dashboard, enrichment, events, views
 
 ROUTES: tuple[tuple[str, type[views.ApiView]], ...] = (
     ("/webhook", views.Webhook),
@@ -13,6 +13,7 @@ ROUTES: tuple[tuple[str, type[views.ApiView]], ...] = (
     ("/api/v2/status", views.StatusV2),
     ("/alerts/{fingerprint}/history", views.AlertTimeline),
     ("/report", views.Report),
+    ("/enrichment/mode", enrichment.EnrichmentModeView),
     ("/openapi.json", views.OpenAPI),
     ("/healthz", views.Healthz),
     ("/readyz", views.Readyz),

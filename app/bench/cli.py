@@ -28,6 +28,7 @@ PHASES: tuple[Callable[[Run], Awaitable[None]], ...] = (
     phases.bridge_into_worker,  # webhook → a web node → the worker's topic, with freshness probes
     phases.paced_freshness,  # the same at half the e2e rate
     phases.queries,  # /history and /report on ≥1M seeded events
+    phases.enrich_rates,  # the enrich agent: a 50 ms local LLM, then the cache warm
     phases.publish_deliveries,  # notify → a healthy webhook target, another one down
     churn,  # --churn N only
 )

@@ -19,6 +19,7 @@ from app.bench.load import produce, webhook_load
 from app.bench.measure import (
     pct,
     poll,
+    poll_http,
     stored,
     sustained_cpu_us,
     sustained_rate,
@@ -239,3 +240,61 @@ async def publish_deliveries(r: Run) -> None:
               f"{d['deadline_s']:.0f} s, jitter {d['first_delay_s']} to {d['max_delay_s']:.0f} s; breaker "
               f"{d['breaker_failures']} failures, {d['breaker_cooldown_s']:.0f} s; {d['concurrency']} in flight)", n,
               "deliveries", "", None)  # fmt: skip
+
+
+async def enrich_rates(r: Run) -> None:
+    """The enrich agent's events/s on one worker with Redis, alone on the machine: every alert new to it, with a
+    local LLM answering each in 50 ms (64 in flight); then the same alerts' resolves, from the warm cache."""
+    import orjson
+
+    from app.bench.llm import FakeLLM
+    from app.fingerprint import fingerprint
+
+    if not r.ep.redis_url:
+        print("bench: no Redis: the enrich phase is skipped", file=sys.stderr)
+        return
+    assert r.worker is not None
+    r.worker.stop()
+    n = max(200, r.args.events // 30)
+    topic = await r.side_topic("enrich")
+    server = FakeLLM(answer_after_s=0.05)
+    port = free_port()
+    env = {**r.env, f"{ENV_PREFIX}TOPIC": topic, f"{ENV_PREFIX}APP_ID": f"{topic}-group",
+           f"{ENV_PREFIX}DATA_DIR": str(r.workdir / "state-enrich"), f"{ENV_PREFIX}WEB_PORT": str(port),
+           f"{ENV_PREFIX}REDIS_URL": r.ep.redis_url, f"{ENV_PREFIX}LLM_URL": await server.start(free_port()),
+           f"{ENV_PREFIX}LLM_MODEL": "bench", f"{ENV_PREFIX}LLM_CONCURRENCY": "64",
+           f"{ENV_PREFIX}LLM_RATE": "10000"}  # fmt: skip
+    starts = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    alerts = [{"alertname": f"Enrich{k}", "severity": ("critical", "warning")[k % 2], "bench": topic} for k in range(n)]
+
+    def messages(status: str) -> list[tuple[bytes, bytes]]:
+        out = []
+        for labels in alerts:
+            body = {"labels": labels, "startsAt": starts, "status": status, "fingerprint": fingerprint(labels)}
+            out.append((body["fingerprint"].encode(), orjson.dumps(body)))
+        return out
+
+    async def classified(since: int) -> int:
+        body = await poll_http(f"http://127.0.0.1:{port}/metrics", worker, 10, 1, lambda s, _: s == 200) or ""
+        lines = (x for x in body.splitlines() if x.startswith("alert_history_events_classified_total{"))
+        return int(sum(float(x.rsplit(" ", 1)[1]) for x in lines)) - since
+
+    worker = Proc("app.cli", env, r.workdir / "worker-enrich.log")
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}", worker)
+        await produce(r.ep, topic, messages("firing"))
+        cpu = r.cpu_meter(worker=worker)
+        asked = await poll(lambda: classified(0), n, "enrich, LLM", worker, timeout_s=900, cpu=cpu)
+        await produce(r.ep, topic, messages("resolved"))
+        warm = await poll(lambda: classified(n), n, "enrich, cache", worker, timeout_s=900, cpu=cpu)
+    finally:
+        worker.stop()
+        await server.stop()
+    await wait_ready(r.url, r.start_worker())
+    r.res.add("enrich_llm_events_per_s", f"enrich, every alert new: LLM answering in 50 ms ({len(server.requests):,} "
+              "asked)", sustained_rate(asked), "events/s", "", None)  # fmt: skip
+    r.res.add("enrich_cache_events_per_s", "enrich, the same alerts' resolves: cache warm", sustained_rate(warm),
+              "events/s", "", None)  # fmt: skip
+    # History and enrich both work on each event here (one worker): per event stored, then enriched.
+    add_cpu_rows(r, sustained_cpu_us(asked), "stored + enriched by the LLM", "enrich_llm")
+    add_cpu_rows(r, sustained_cpu_us(warm), "stored + enriched from the cache", "enrich_cache")

@@ -17,6 +17,8 @@ BENCH_KEYS = (
     "worker_rss_mb",
     "worker_cpu_us_per_alert",
     "pg_cpu_us_per_alert",
+    "enrich_llm_events_per_s",
+    "enrich_cache_events_per_s",
 )
 
 

@@ -40,8 +40,10 @@ async def test_each_new_row_is_one_event_on_the_topic_as_history_shows_it(worker
     assert [key for key, _ in messages] == [firing["fingerprint"].encode()] * 2
     sent = [event for _, event in messages]
     assert [e["status"] for e in sent] == ["firing", "resolved"]  # one fingerprint, one partition: in order
-    # As /history shows it, but for what grows after the row is stored: the resends counted on it.
-    grown = ("duplicates", "lastSeenAt")
+    # As /history shows it, but for what grows after the row is stored: the resends counted on it, and what the
+    # enrich agent decides once it has read this very message.
+    grown = ("duplicates", "lastSeenAt", "classification", "filter")
+    assert all(e["classification"] is None and e["filter"] is None for e in sent)
     assert [{k: v for k, v in e.items() if k not in grown} for e in sent] == [
         {k: v for k, v in i.items() if k not in grown} for i in reversed(items)
     ]

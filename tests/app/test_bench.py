@@ -23,7 +23,8 @@ from tests.fixtures import scratch_database_url
 
 BENCH_KEYS = {
     "e2e_alerts_per_s", "naive_alerts_per_s", "freshness_p95_ms", "webhook_alerts_per_s", "webhook_p99_ms",
-    "history_p95_ms", "worker_rss_mb", "worker_cpu_us_per_alert", "pg_cpu_us_per_alert",
+    "history_p95_ms", "worker_rss_mb", "worker_cpu_us_per_alert", "pg_cpu_us_per_alert", "enrich_llm_events_per_s",
+    "enrich_cache_events_per_s",
 }  # fmt: skip
 SIZES = ["--events", "3000", "--fingerprints", "300", "--naive-events", "300", "--webhook-alerts", "1000",
          "--history-events", "3000", "--queries", "4", "--paced-seconds", "1"]  # fmt: skip

@@ -140,6 +140,7 @@ def all_secrets_env(database_url: str) -> tuple[dict[str, str], list[str]]:
         **values,
         "database_url": database_url,
         "llm_url": f"http://llm-user:{llm_password}@127.0.0.1:{free_port()}/v1",
+        "llm_model": "m",  # required with llm_url; the enrich agent then asks this LLM, which does not answer
         "redis_url": f"redis://:{redis_password}@127.0.0.1:{free_port()}/0",  # nothing listens there
         "log_level": "DEBUG",
     }

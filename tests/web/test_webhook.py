@@ -66,8 +66,16 @@ async def test_webhook_alerts_are_queryable_with_alertmanager_fingerprints(worke
     assert one["status"] == "firing" and one["endsAt"] is None and one["duplicates"] == 0
     assert one["startsAt"] == "2026-11-24T10:00:00.123Z"
     assert one["severity"] == "warning"
-    assert one["classification"] is None and one["filter"] is None  # the enrich agent's, once it has seen it
-    assert set(one) >= {"id", "receivedAt", "lastSeenAt", "flapping", "generatorURL", "annotations"}
+    assert set(one) >= {"id", "receivedAt", "lastSeenAt", "flapping", "generatorURL", "annotations", "classification",
+                        "filter"}  # fmt: skip
+
+    async def enriched() -> list[dict[str, Any]] | None:  # null until the enrich agent has seen the event
+        got = await _all(http, worker, run, 25)
+        return got if got and all(i["classification"] and i["filter"] for i in got) else None
+
+    for i in await eventually(enriched, what="the 25 events classified and filtered"):
+        assert i["classification"]["category"] == "saturation" and i["classification"]["source"] == "rules"
+        assert i["filter"] == {"rule": None, "action": "allow"}
 
 
 async def _all(http, worker, run, n):  # type: ignore[no-untyped-def]
