@@ -9,19 +9,47 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from agents.enrich.model import Action, Severity
 from app.errors import ConfigError
 from app.matchers import Matcher, MatcherError, parse_matchers
 
 MAX_FILE_BYTES = 1024 * 1024
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# The vocabulary of the file, shared with the agents that act on it.
+Severity = Literal["critical", "warning", "info", "noise"]  # a classification's severity
+
+
+class Action(StrEnum):
+    """What a filter rule does with the events it matches."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    DELAY = "delay"
+
+
+class Delivery(BaseModel):
+    """What a target may set about its deliveries (its `delivery:` mapping): timeouts, retries, breaker, queue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout_s: float = Field(10.0, gt=0, le=300, description="one attempt, connect to last byte")
+    deadline_s: float = Field(60.0, gt=0, le=3600, description="all attempts of one delivery, waits included")
+    max_attempts: int = Field(5, ge=1, le=100)
+    first_delay_s: float = Field(0.5, gt=0, description="backoff before the second attempt (full jitter below it)")
+    max_delay_s: float = Field(30.0, gt=0, description="backoff cap")
+    breaker_failures: int = Field(5, ge=1, description="consecutive failed attempts that open the circuit breaker")
+    breaker_cooldown_s: float = Field(30.0, gt=0, description="open this long before one probe goes through")
+    concurrency: int = Field(4, ge=1, le=256, description="requests in flight to the target at once")
+    queue: int = Field(1000, ge=1, le=1_000_000, description="deliveries waiting for the target; beyond: the DLQ")
 
 
 class RulesError(ConfigError):
@@ -119,7 +147,7 @@ class FilterRule(_Rule):
 
 
 class Target(_Rule):
-    """Where the publish agent delivers matching events. Delivery settings of the publish branch go in this class."""
+    """Where the publish agent delivers matching events (sinks/publishers builds the sender of each)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -128,6 +156,7 @@ class Target(_Rule):
     url: str | None = None
     url_env: str | None = Field(None, pattern=_ENV_NAME.pattern)
     routing_key_env: str | None = Field(None, pattern=_ENV_NAME.pattern)
+    delivery: Delivery = Field(default_factory=Delivery)
 
     @model_validator(mode="after")
     def _where(self) -> Target:

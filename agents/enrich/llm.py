@@ -25,6 +25,7 @@ from yarl import URL
 
 from agents.enrich.model import Verdict, tool_schema
 from app import metrics
+from app.breaker import BreakerOpen, BreakerState, CircuitBreaker
 from app.redact import describe, redact
 from app.settings import Settings
 
@@ -119,8 +120,9 @@ class LLM:
         function = {"name": TOOL, "description": "Record the alert's classification.", "parameters": tool_schema()}
         self._tools = [{"type": "function", "function": function}]
         self._session: aiohttp.ClientSession | None = None
-        self._failures = 0
-        self._closed_until = 0.0
+        self._breaker = CircuitBreaker(
+            "the LLM", BREAKER_FAILURES, BREAKER_COOLDOWN_S, on_change=_breaker_changed
+        )  # the one breaker of every outbound target (app/breaker.py)
         self._last_failure: str | None = None
 
     async def close(self) -> None:
@@ -129,7 +131,9 @@ class LLM:
 
     async def classify(self, status: str, labels: Mapping[str, str], annotations: Mapping[str, str]) -> Verdict | None:
         """The LLM's verdict, or None (counted by outcome) when the rules must decide instead."""
-        if time.monotonic() < self._closed_until:
+        try:
+            self._breaker.before_call()
+        except BreakerOpen:
             metrics.LLM_REQUESTS.labels(Outcome.BREAKER_OPEN.value).inc()
             return None
         started = time.monotonic()
@@ -152,11 +156,15 @@ class LLM:
         except Exception as exc:  # whatever else goes wrong asking, the rules decide: never the batch failing
             self._failed(Outcome.ERROR, describe(exc))
             return None
+        except BaseException:  # cancelled: no answer either way
+            self._breaker.abandoned()
+            raise
         metrics.LLM_SECONDS.observe(time.monotonic() - started)
         metrics.LLM_REQUESTS.labels(Outcome.OK.value).inc()
         if self._last_failure:
             log.info("LLM answering again")
-        self._failures, self._last_failure = 0, None
+        self._breaker.succeeded()
+        self._last_failure = None
         return verdict
 
     async def _request(self, content: str) -> Verdict:
@@ -193,15 +201,21 @@ class LLM:
     def _failed(self, outcome: Outcome, detail: str) -> None:
         metrics.LLM_REQUESTS.labels(outcome.value).inc()
         if outcome in _BREAKING:
-            self._failures += 1
+            self._breaker.failed()
+        elif outcome is Outcome.THROTTLED:
+            self._breaker.abandoned()  # never sent: says nothing of the endpoint
+        else:
+            self._breaker.succeeded()  # it answered, however badly: it is up
         what = f"{outcome.value}: {redact(detail)}"
         if what != self._last_failure:  # once per kind of failure, not per alert
             log.warning("LLM classification failed (%s); the rules decide instead", what)
             self._last_failure = what
-        if self._failures >= BREAKER_FAILURES:
-            self._closed_until = time.monotonic() + BREAKER_COOLDOWN_S
-            self._failures = 0
-            log.warning("LLM failed %d times in a row: not asked for %g s", BREAKER_FAILURES, BREAKER_COOLDOWN_S)
+
+
+def _breaker_changed(state: BreakerState) -> None:
+    metrics.BREAKER_STATE.labels("llm").set(state)
+    if state is BreakerState.OPEN:
+        log.warning("LLM failed %d times in a row: not asked for %g s", BREAKER_FAILURES, BREAKER_COOLDOWN_S)
 
 
 def parse_answer(raw: bytes) -> Verdict:

@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import AlertHistoryError
+from app.rules import Action, Severity
 
-Severity = Literal["critical", "warning", "info", "noise"]
 # Bounds of what an answer may hold: the object is stored on every row, cached and shown in /history.
 MAX_CATEGORY = 64
 MAX_REASONING = 2000
@@ -67,12 +67,6 @@ def tool_schema() -> dict[str, Any]:
     schema = Verdict.model_json_schema()
     schema.pop("title", None)
     return schema
-
-
-class Action(StrEnum):
-    ALLOW = "allow"
-    DENY = "deny"
-    DELAY = "delay"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from app import redact
 from app.errors import ConfigError
 from app.matchers import Matcher
 from app.retry import HTTPStatusError, StatusRule, parse_retry_after, status_rule
-from sinks.publishers.config import Delivery
+from app.rules import Delivery
 from sinks.publishers.message import NotifyMessage
 
 DETAIL_BYTES = 512  # of an error answer's body, kept in the error (redacted): what the target said was wrong

@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 from app.errors import ConfigError
 from app.events import rfc3339
 from app.matchers import Matcher
+from app.rules import Delivery
 from sinks.publishers.base import Request, Spec, clip, secret_from_env, target_url, timeline_url
-from sinks.publishers.config import Delivery
 from sinks.publishers.message import NotifyMessage
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"  # the target's `url` when the rules file gives none

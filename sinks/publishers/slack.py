@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 
 from app.events import rfc3339
 from app.matchers import Matcher
+from app.rules import Delivery
 from sinks.publishers.base import Request, Spec, clip, target_url, timeline_url
-from sinks.publishers.config import Delivery
 from sinks.publishers.message import NotifyMessage
 
 # Block Kit's limits: header text 150 characters, section text 3000, a field 2000, a button's URL 3000.

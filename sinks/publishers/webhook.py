@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 from app.events import rfc3339
 from app.matchers import Matcher
+from app.rules import Delivery
 from sinks.publishers.base import Request, Spec, target_url
-from sinks.publishers.config import Delivery
 from sinks.publishers.message import NotifyMessage
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time: Alertmanager's endsAt of a firing alert with no end

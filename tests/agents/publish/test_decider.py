@@ -9,7 +9,7 @@ import pytest
 
 from agents.publish.decider import Key, Outcome, Past, Recorded, Verdict, decide, targets_for
 from app.matchers import parse_matchers
-from sinks.publishers.config import Delivery
+from app.rules import Delivery
 from sinks.publishers.message import parse
 from sinks.publishers.webhook import Webhook
 from tests.agents.publish.targets import notify
