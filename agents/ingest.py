@@ -53,7 +53,7 @@ def to_event(
         receiver=alert.receiver,
         position=position,
         origin=origin,
-        value_hash=value_hash(value) if decides_alone else None,  # type: ignore[arg-type]
+        value_hash=value_hash(value) if decides_alone and value is not None else None,
     )
 
 

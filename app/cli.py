@@ -72,8 +72,9 @@ def cmd_migrate(_: list[str]) -> int:
     logging.config.dictConfig(logging_config(settings))
     from app.migrate import migrate
 
+    assert settings.database_url is not None  # _require said so
     try:
-        applied = asyncio.run(migrate(settings.database_url))  # type: ignore[arg-type]
+        applied = asyncio.run(migrate(settings.database_url))
     except Exception as exc:
         log.critical("could not migrate (check %sDATABASE_URL): %s", ENV_PREFIX, describe(exc))
         return 1
@@ -225,8 +226,8 @@ def cmd_dlq(argv: list[str]) -> int:
                      describe(exc))  # fmt: skip
         return 1
     print("\n".join(report.lines(args.dry_run)), flush=True)
-    for exc in report.errors:
-        log.critical("dlq replay stopped: %s", describe(exc))
+    for error in report.errors:
+        log.critical("dlq replay stopped: %s", describe(error))
     # Scripts see whether everything went: some failed again (back on the topic) or could not be recorded.
     return 1 if report.errors or (not args.dry_run and report.outcomes.get("dead_lettered")) else 0
 

@@ -137,7 +137,8 @@ def _history(args: argparse.Namespace) -> None:
         _ndjson(api, params, args.limit, sys.stdout.buffer)
         return
     limit = args.limit or 50
-    events, more = [], False
+    events: list[dict[str, Any]] = []
+    more = False
     cursor: str | None = None
     while len(events) < limit:
         page = api.json("/history", [*params, ("limit", str(min(PAGE, limit - len(events)))),

@@ -68,7 +68,7 @@ def missing(owner: str, obj: object) -> list[str]:
     return [f"{owner}.{name}" for name in PRIVATE[owner] if not hasattr(obj, name)]
 
 
-def check(app: faust.App, tables: Sequence[faust.Table] = ()) -> None:
+def check(app: faust.App, tables: Sequence[faust.types.TableT] = ()) -> None:
     """Raise FaustIncompatible naming every private attribute the running app's objects lack."""
     gone = missing("faust.transport.drivers.aiokafka.Producer", app.producer)
     if not getattr(app, "producer_only", False):
@@ -85,17 +85,17 @@ def check(app: faust.App, tables: Sequence[faust.Table] = ()) -> None:
 def raw_producer(app: faust.App) -> AIOKafkaProducer:
     """The aiokafka producer under Faust's (started with it): record batches, metadata, sends without Faust's
     per-message machinery."""
-    return app.producer._ensure_producer()  # type: ignore[attr-defined,no-any-return]  # private: see PRIVATE
+    return app.producer._ensure_producer()  # type: ignore[attr-defined]  # private: see PRIVATE
 
 
-def rocksdb(table: faust.Table, partition: int) -> rocksdict.Rdict:
+def rocksdb(table: faust.types.TableT, partition: int) -> rocksdict.Rdict:
     """The RocksDB database of one partition of a RocksDB-backed table (opened if need be)."""
-    return table.data._db_for_partition(partition)  # type: ignore[attr-defined,no-any-return]  # private: see PRIVATE
+    return table.data._db_for_partition(partition)  # type: ignore[attr-defined]  # private: see PRIVATE
 
 
-def rocksdbs(table: faust.Table) -> Mapping[int, rocksdict.Rdict]:
+def rocksdbs(table: faust.types.TableT) -> Mapping[int, rocksdict.Rdict]:
     """The RocksDB databases of a table's partitions open in this worker."""
-    return table.data._dbs  # type: ignore[attr-defined,no-any-return]  # private: see PRIVATE
+    return table.data._dbs  # type: ignore[attr-defined]  # private: see PRIVATE
 
 
 async def send_record_batches(
@@ -219,7 +219,7 @@ class Consumer(aiokafka.Consumer):
         last = records[-1]
         return ConsumerMessage(
             last.topic, last.partition, last.offset, last.timestamp / 1000.0, last.timestamp_type,
-            None, None, RecordChunk(records), None, 0, 0, tp, generation_id=self.app.consumer_generation_id,
+            None, None, RecordChunk(records), None, 0, 0, tp, generation_id=self.app.consumer_generation_id,  # type: ignore[arg-type]  # a chunk is this message's value, not bytes
         )  # fmt: skip
 
     async def fetched(self, wait_s: float) -> AsyncIterator[tuple[TP, Message]]:
@@ -276,8 +276,8 @@ class Consumer(aiokafka.Consumer):
                     break
                 async for tp, message in fetched:
                     read = get_read_offset(tp)
-                    chunk = message.value
-                    records = chunk.records if type(chunk) is RecordChunk else (message,)
+                    chunk: Any = message.value
+                    records: Sequence[Any] = chunk.records if type(chunk) is RecordChunk else (message,)
                     if read is not None and records[0].offset < read:  # a seek back: drop what was delivered
                         records = [r for r in records if r.offset >= read]
                         if not records:
@@ -293,7 +293,7 @@ class Consumer(aiokafka.Consumer):
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
-                    await self.deliver(callback(message))
+                    await self.deliver(callback(message))  # type: ignore[arg-type]  # Faust's callback is a coroutine function
                     set_read_offset(tp, message.offset)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:

@@ -47,8 +47,9 @@ class Resources(mode.Service):
         if self.settings.pipeline_enabled:
             await self.sink.open()
         # Reads give up on a PostgreSQL that does not answer (a 503) rather than hang the request.
+        assert self.settings.database_url is not None  # checked in __init__
         self.db = await open_pool(
-            self.settings.database_url,  # type: ignore[arg-type]
+            self.settings.database_url,
             8,
             command_timeout=self.settings.read_client_timeout,
         )
@@ -98,7 +99,8 @@ class AlertHistoryApp(faust.App):
 
     def _new_transport(self) -> Any:
         transport = super()._new_transport()
-        transport.Consumer = Consumer  # Faust's consumer, delivering chunks of records (app/faust_adapter.py)
+        # Faust's consumer, delivering chunks of records (app/faust_adapter.py).
+        transport.Consumer = Consumer  # type: ignore[misc]  # Faust declares it a class variable; this transport's own
         return transport
 
     async def on_first_start(self) -> None:
@@ -152,7 +154,7 @@ def create_app(settings: Settings) -> AlertHistoryApp:
     )
     app.settings = settings
     app.resources = Resources(settings, loop=app.loop)
-    app.add_dependency(app.resources)  # type: ignore[arg-type]
+    app.add_dependency(app.resources)
     app.pipeline = None
     if settings.pipeline_enabled:
         app.pipeline = wire(app, settings, app.resources.sink)

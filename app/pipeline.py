@@ -14,14 +14,16 @@ history path never waits on anything downstream of PostgreSQL.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import faust
+from typing import TYPE_CHECKING
 
 from agents.enrich import agent as enrich_agent
 from agents.history import agent as history_agent
 from agents.publish import agent as publish_agent
 from app.settings import Settings
 from sinks.base import Sink
+
+if TYPE_CHECKING:  # app.faust_app wires the pipeline
+    from app.faust_app import AlertHistoryApp
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class Pipeline:
     publish: publish_agent.Publisher
 
 
-def wire(app: faust.App, settings: Settings, sink: Sink) -> Pipeline:
+def wire(app: AlertHistoryApp, settings: Settings, sink: Sink) -> Pipeline:
     """Register every agent of the pipeline on `app`, in stage order."""
     history = history_agent.wire(app, settings, sink)
     enrich = enrich_agent.wire(app, settings)

@@ -13,6 +13,7 @@ import faust
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from app.errors import BrokerUnavailable
+from app.faust_adapter import raw_producer
 from app.partition import key_partition
 
 ACK_TIMEOUT_S = 15.0  # the pipeline's own messages (dead letters, re-keyed copies); the bridge has its setting
@@ -90,7 +91,7 @@ def bridge(app: Any) -> Bridge:
 
 async def _send_all(app: faust.App, messages: Sequence[OutMessage]) -> None:
     # aiokafka's producer under Faust's: one send per message, so concurrent requests share record batches.
-    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
+    producer = raw_producer(app)
     cluster = producer.client.cluster
     sent: list[asyncio.Future[Any]] = []
     last: dict[tuple[str, int], asyncio.Future[Any]] = {}

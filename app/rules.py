@@ -156,7 +156,7 @@ class Target(_Rule):
     url: str | None = None
     url_env: str | None = Field(None, pattern=_ENV_NAME.pattern)
     routing_key_env: str | None = Field(None, pattern=_ENV_NAME.pattern)
-    delivery: Delivery = Field(default_factory=Delivery)
+    delivery: Delivery = Delivery()  # frozen: one shared default is safe
 
     @model_validator(mode="after")
     def _where(self) -> Target:

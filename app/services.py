@@ -24,8 +24,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -86,7 +88,7 @@ class ServiceProcess:
         level = [self._root()]
         while level:
             _send(level, signal.SIGSTOP)
-            _wait(lambda procs=level: all(_stopped(p) for p in procs), 10, f"{self.name} to stop", None)
+            _wait(partial(_all_stopped, level), 10, f"{self.name} to stop", None)
             level = [child for proc in level for child in _children(proc)]
 
     def thaw(self) -> None:
@@ -128,6 +130,10 @@ def _send(procs: list[psutil.Process], sig: int) -> None:
             pass  # a backend that had just exited
 
 
+def _all_stopped(procs: list[psutil.Process]) -> bool:
+    return all(_stopped(p) for p in procs)
+
+
 def _stopped(proc: psutil.Process) -> bool:
     try:
         return proc.status() in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE)
@@ -151,7 +157,7 @@ class ServiceStack:
     _own_dir: bool = False
 
     @classmethod
-    def from_env(cls, **kw: object) -> ServiceStack:
+    def from_env(cls, **kw: Any) -> ServiceStack:
         """ALERT_HISTORY_KAFKA_BROKERS, _DATABASE_URL, _REDIS_URL: those to use instead of starting them;
         ALERT_HISTORY_KAFKA_NODES: how many brokers the embedded Kafka has (1, or 3 for a cluster)."""
         env = os.environ.get
@@ -159,7 +165,7 @@ class ServiceStack:
         if not nodes.isdigit() or not 1 <= int(nodes) <= 9:
             raise ServiceError(f"ALERT_HISTORY_KAFKA_NODES: must be a number of brokers from 1 to 9, got {nodes!r}")
         return cls(
-            kafka_brokers=env("ALERT_HISTORY_KAFKA_BROKERS") or None,  # type: ignore[arg-type]
+            kafka_brokers=env("ALERT_HISTORY_KAFKA_BROKERS") or None,
             database_url=env("ALERT_HISTORY_DATABASE_URL") or None,
             redis_url=env("ALERT_HISTORY_REDIS_URL") or None,
             kafka_nodes=int(nodes),
@@ -187,6 +193,7 @@ class ServiceStack:
         except BaseException:
             self.stop()
             raise
+        assert self.kafka_brokers is not None and self.database_url is not None  # started above, or given
         return Endpoints(self.kafka_brokers, self.database_url, self.redis_url)
 
     def process(self, name: str, node: int = 1) -> ServiceProcess:

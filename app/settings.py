@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -204,12 +205,12 @@ class Settings(BaseSettings):
     events_write_timeout: float = Field(30.0, gt=0, description="seconds: an /events client that reads nothing")
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Build settings from the environment, and have app.redact mask their secrets from then on. A bad value
     raises ConfigError naming the variable, showing the value only when it is no secret (redacted even then:
     a URL may carry a password)."""
     try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)
     except ValidationError as exc:
         err = exc.errors(include_url=False, include_context=False, include_input=True)[0]
         field = str(err["loc"][0]) if err["loc"] else ""

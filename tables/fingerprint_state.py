@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
+from typing import cast
 
 import faust
 import orjson
@@ -66,13 +67,13 @@ def define(app: faust.App, settings: Settings) -> FingerprintStates:
 class FingerprintStates:
     """The table as the pipeline uses it: look-ups by (fingerprint, partition), writes a batch at a time."""
 
-    def __init__(self, app: faust.App, table: faust.Table) -> None:
+    def __init__(self, app: faust.App, table: faust.types.TableT) -> None:
         self.app = app
         self.table = table
 
     @property
     def _store(self) -> Store:
-        return self.table.data  # type: ignore[no-any-return]
+        return cast(Store, self.table.data)  # define() makes it a RocksDB table
 
     def get(self, fingerprint: str, partition: int) -> FingerprintState | None:
         raw = rocksdb(self.table, partition).get(fingerprint.encode())
@@ -114,4 +115,5 @@ class FingerprintStates:
                 continue
             for key, raw in db.items():
                 if key != store.offset_key:
+                    assert isinstance(key, bytes) and isinstance(raw, bytes)  # the table is in raw mode
                     yield key.decode(), partition, decode(raw)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import orjson
@@ -21,6 +21,9 @@ from app.matchers import Matcher, MatchOp
 from app.validation import describe_validation_error
 from sinks.postgres import is_retryable
 from web import auth
+
+if TYPE_CHECKING:  # app.faust_app imports the views
+    from app.faust_app import AlertHistoryApp
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -136,6 +139,8 @@ async def _rejected_regex(conn: asyncpg.Connection, regexes: Sequence[tuple[str,
 class ApiView(View):
     """Base of every view: maps our errors to JSON error responses, lets a request in by web.auth's rule."""
 
+    app: AlertHistoryApp  # the app every view runs in (app/faust_app.py): its settings and resources, typed
+
     async def dispatch(self, request: Any) -> Any:
         endpoint = getattr(self, "view_path", request.path)
         try:
@@ -162,7 +167,7 @@ class ApiView(View):
             response.headers["Retry-After"] = str(exc.retry_after_s)
             return response
         except asyncpg.exceptions.QueryCanceledError:
-            timeout = self.app.settings.query_timeout  # type: ignore[attr-defined]
+            timeout = self.app.settings.query_timeout
             return self._problem(
                 endpoint, 503, f"query cancelled after the {timeout:g} s statement timeout: narrow the range or filter"
             )
@@ -170,14 +175,14 @@ class ApiView(View):
             log.warning("read failed: %s", exc)
             return self._problem(endpoint, 503, str(exc))
         except web.HTTPRequestEntityTooLarge as exc:
-            limit = self.app.settings.max_body_bytes  # type: ignore[attr-defined]
+            limit = self.app.settings.max_body_bytes
             return self._problem(endpoint, 413, f"body larger than {limit} bytes ({exc.text})")
 
     def snapshot(self, matchers: Sequence[Matcher] = ()) -> AbstractAsyncContextManager[asyncpg.Connection]:
         """Every read: a read-only snapshot on the query pool, under the statement timeout, once PostgreSQL has
         compiled the regexes of `matchers` (the ones the reads will run)."""
         regexes = [(str(m), m.sql_regex) for m in matchers if m.op in (MatchOp.RE, MatchOp.NRE)]
-        return read_tx(self.app.resources.db, self.app.settings.query_timeout, regexes)  # type: ignore[attr-defined]
+        return read_tx(self.app.resources.db, self.app.settings.query_timeout, regexes)
 
     def _problem(self, endpoint: str, status: int, message: str) -> web.Response:
         metrics.REJECTED.labels(endpoint, str(status)).inc()
@@ -192,7 +197,7 @@ class ApiView(View):
         """None when the request may pass (as `need`, by default what its route and method need)."""
         route = self._route(request)
         need = need or auth.access(request.method, route)
-        keys = auth.Keys.from_settings(self.app.settings)  # type: ignore[attr-defined]
+        keys = auth.Keys.from_settings(self.app.settings)
         signable = route in auth.SIGNED_ROUTES
         body = None
         if signable and keys.webhook is not None and auth.SIGNATURE_HEADER in request.headers and keys.guards(need):

@@ -327,7 +327,7 @@ class EventStream:
                     await self._send(sse.heartbeat_frame(position if position != last_id else None))
                     last_id, beat = position, time.monotonic()
                 continue
-            frames = []
+            frames: list[bytes] = []
             while len(frames) < FRAMES_PER_WRITE and (item := self.sub.take()) is not None:
                 frames.append(sse.event_frame(*item))
                 last_id = item[1]

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import asyncpg
 import faust
@@ -39,6 +39,9 @@ from app.produce import OutMessage, produce_all
 from app.retry import retry
 from app.settings import Settings
 from sinks.postgres import is_retryable, open_pool
+
+if TYPE_CHECKING:  # app.faust_app wires the agents
+    from app.faust_app import AlertHistoryApp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,7 +91,7 @@ class EnrichAgent:
             return
         pool = await self.pool()
         known = await _retried("enrich: read the batch's rows", lambda: store.known(
-            pool, [e.id for e in events], [e.received_ms for e in events]))  # type: ignore[arg-type]  # fmt: skip
+            pool, [e.id for e in events], [e.received_ms for e in events]))  # fmt: skip
         todo = [e for e in events if e.id in known and known[e.id].filter is None]
         if len(todo) < len(events):
             missing = sum(e.id not in known for e in events)
@@ -122,7 +125,7 @@ class EnrichAgent:
         async with pool.acquire() as conn, conn.transaction():
             await store.delay(conn, self.topic, delayed)
             taken = await store.take_for_resolves(conn, self.topic, resolves)
-            cancelled = {d.resolve_id: d.event_id for d in taken if d.cancelled}
+            cancelled = {d.resolve_id: d.event_id for d in taken if d.cancelled and d.resolve_id is not None}
             for resolve_id, firing_id in cancelled.items():
                 filters[resolve_id]["cancelled"] = str(firing_id)
             await store.record(
@@ -137,13 +140,13 @@ class EnrichAgent:
 
     def _messages(
         self, events: Sequence[StoredEvent], decisions: Sequence[FilterDecision], cls_json: dict[int, Any],
-        taken: Sequence[store.Delayed], cancelled: dict[int | None, int], mode: str,
+        taken: Sequence[store.Delayed], cancelled: Mapping[int, int], mode: str,
     ) -> list[OutMessage]:
         """In the events' order: a delayed firing a resolve found due goes out just before that resolve."""
         due: dict[int | None, list[store.Delayed]] = {}
-        for d in taken:
-            if not d.cancelled:
-                due.setdefault(d.resolve_id, []).append(d)
+        for held in taken:
+            if not held.cancelled:
+                due.setdefault(held.resolve_id, []).append(held)
         out = []
         for e, d in zip(events, decisions, strict=True):
             out += [self.released(x, mode) for x in due.get(e.id, ())]
@@ -182,7 +185,7 @@ def _count(
     metrics.NOTIFY_PRODUCED.inc(published)
 
 
-def wire(app: faust.App, settings: Settings) -> EnrichAgent | None:
+def wire(app: AlertHistoryApp, settings: Settings) -> EnrichAgent | None:
     """Register the enrich agent on the events topic, its release timer and its mode refresh on `app`."""
     if not settings.events_enabled:
         return None
@@ -190,13 +193,13 @@ def wire(app: faust.App, settings: Settings) -> EnrichAgent | None:
 
     rules = rules_file.load(settings.rules_file) if settings.rules_file else rules_file.EMPTY
     enrich = EnrichAgent(app, settings, rules)
-    app.resources.closers.append(enrich.close)  # type: ignore[attr-defined]
-    app.chunked_topics = app.chunked_topics | {settings.events_topic}  # type: ignore[attr-defined]
+    app.resources.closers.append(enrich.close)
+    app.chunked_topics = app.chunked_topics | {settings.events_topic}
     topic = app.topic(settings.events_topic, schema=ChunkSchema(), partitions=settings.partitions)
 
     @app.agent(topic, name="alert-history-enrich")
-    async def run(stream: faust.Stream) -> None:
-        async for events in stream.take_events(BATCH_CHUNKS, within=BATCH_WITHIN_S):
+    async def run(stream: faust.StreamT) -> None:
+        async for events in cast(faust.Stream, stream).take_events(BATCH_CHUNKS, within=BATCH_WITHIN_S):
             try:
                 records = [r for ev in events for r in _chunk(ev).records]
                 await enrich.process(records)
@@ -216,4 +219,4 @@ def wire(app: faust.App, settings: Settings) -> EnrichAgent | None:
 
 
 def _chunk(event: faust.types.EventT) -> RecordChunk:
-    return event.value  # type: ignore[no-any-return]
+    return cast(RecordChunk, event.value)

@@ -139,6 +139,8 @@ class ModeStore:
     async def refresh(self) -> EnrichmentMode:
         """The mode as Redis holds it now (unchanged when Redis is down or holds no mode)."""
         value = await self.link.call(lambda r: r.get(self.key))
+        if isinstance(value, str):
+            value = value.encode()
         if value is not None:
             try:
                 self.mode = EnrichmentMode(value.decode())

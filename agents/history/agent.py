@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, cast
 
 import faust
 from aiokafka.structs import ConsumerRecord
@@ -26,6 +27,9 @@ from app.produce import produce_all
 from app.settings import Settings
 from sinks.base import Sink
 from tables import fingerprint_state
+
+if TYPE_CHECKING:  # app.faust_app wires the agents
+    from app.faust_app import AlertHistoryApp
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +129,7 @@ def _hold(events: Sequence[faust.types.EventT]) -> list[ConsumerRecord]:
     records: list[ConsumerRecord] = []
     for ev in events:
         ev.message.incref()  # held past take_events' ack, until the writer has stored the batch
-        chunk: RecordChunk = ev.value
+        chunk = cast(RecordChunk, ev.value)
         records.extend(chunk.records)
     return records
 
@@ -144,17 +148,17 @@ def _report(batch: Batch) -> None:
         metrics.REKEYED.inc(batch.rekeyed)
 
 
-def wire(app: faust.App, settings: Settings, sink: Sink) -> HistoryAgent:
+def wire(app: AlertHistoryApp, settings: Settings, sink: Sink) -> HistoryAgent:
     """Register the history agent, its table and its expiry timer on `app`."""
     history = HistoryAgent(app, settings, sink)
     # Delivered a fetched chunk of records per event (app/faust_adapter.py): the agent works in batches.
-    app.chunked_topics = app.chunked_topics | {settings.topic}  # type: ignore[attr-defined]
+    app.chunked_topics = app.chunked_topics | {settings.topic}
     topic = app.topic(settings.topic, schema=ChunkSchema(), partitions=settings.partitions)
 
     @app.agent(topic, name="alert-history-pipeline")
-    async def run(stream: faust.Stream) -> None:
+    async def run(stream: faust.StreamT) -> None:
         # Messages are acked by the writer once stored, never by take_events (process holds a reference).
-        async for events in stream.take_events(BATCH_CHUNKS, within=BATCH_WITHIN_S):
+        async for events in cast(faust.Stream, stream).take_events(BATCH_CHUNKS, within=BATCH_WITHIN_S):
             try:
                 await history.process(events)
             except asyncio.CancelledError:
@@ -169,6 +173,6 @@ def wire(app: faust.App, settings: Settings, sink: Sink) -> HistoryAgent:
         _, live = await history.expiry.run(int(time.time() * 1000))
         metrics.LIVE_FINGERPRINTS.set(live)
 
-    app.on_partitions_revoked.connect(lambda *a, **kw: history.writer.forget_offsets())  # type: ignore[arg-type]
-    app.on_partitions_assigned.connect(lambda *a, **kw: history.writer.forget_offsets())  # type: ignore[arg-type]
+    app.on_partitions_revoked.connect(lambda *a, **kw: history.writer.forget_offsets())
+    app.on_partitions_assigned.connect(lambda *a, **kw: history.writer.forget_offsets())
     return history

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -90,7 +91,7 @@ class Publisher(mode.Service):
         if self._ledger is not None:
             await self._ledger.close()
 
-    async def _dead_letters(self, messages: list[OutMessage]) -> None:
+    async def _dead_letters(self, messages: Sequence[OutMessage]) -> None:
         await produce_all(self.app, messages)
 
     @mode.Service.task
@@ -148,13 +149,13 @@ def wire(app: faust.App, settings: Settings) -> Publisher:
         log.critical("%s", exc)
         raise SystemExit(EXIT_CONFIG) from None
     publisher = Publisher(app, settings, targets, loop=app.loop)
-    app.add_dependency(publisher)  # type: ignore[arg-type]
+    app.add_dependency(publisher)
     topic = app.topic(
         settings.notify_topic, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
     )
 
     @app.agent(topic, name="alert-history-publish")
-    async def run(stream: faust.Stream) -> None:
+    async def run(stream: faust.StreamT) -> None:
         await publisher.ready.wait()
         async for event in stream.events():
             await publisher.submit(event)

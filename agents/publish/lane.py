@@ -140,7 +140,7 @@ class Lane:
                 ended.set_result(None)
             if self.tails.get(job.key.fingerprint) is ended:
                 del self.tails[job.key.fingerprint]
-            self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self.tasks.discard(asyncio.current_task())
             self._pending.set(len(self.tasks))
             job.done(finished)
 

@@ -11,7 +11,9 @@ from app.matchers import Matcher
 from sinks.publishers import pagerduty, slack, webhook
 from sinks.publishers.base import Spec, Target
 
-KINDS = {"slack": slack.Slack, "pagerduty": pagerduty.PagerDuty, "webhook": webhook.Webhook}
+KINDS: dict[str, type[slack.Slack] | type[pagerduty.PagerDuty] | type[webhook.Webhook]] = {
+    "slack": slack.Slack, "pagerduty": pagerduty.PagerDuty, "webhook": webhook.Webhook,
+}  # fmt: skip
 
 
 def build(spec: Spec, matchers: Sequence[Matcher], env: Mapping[str, str], public_url: str | None) -> Target:

@@ -15,7 +15,7 @@ from urllib.parse import quote, unquote, urlsplit
 import aiohttp
 import orjson
 
-from app import redact
+from app import redact, rules
 from app.errors import ConfigError
 from app.matchers import Matcher
 from app.retry import HTTPStatusError, StatusRule, parse_retry_after, status_rule
@@ -41,24 +41,23 @@ class Request:
 
 class Target(Protocol):
     kind: ClassVar[str]
-    name: str
-    delivery: Delivery
-    matchers: Sequence[Matcher]
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def delivery(self) -> Delivery: ...
+
+    @property
+    def matchers(self) -> Sequence[Matcher]: ...
 
     def request(self, message: NotifyMessage) -> Request:
         """The HTTP request that delivers `message` to this target (pure)."""
         ...
 
 
-class Spec(Protocol):
-    """A target of the rules file, as this package needs it (agents/publish/targets.py, or app/rules.py)."""
-
-    name: str
-    type: str
-    url: str | None
-    url_env: str | None
-    routing_key_env: str | None
-    delivery: Delivery
+# A target of the rules file, as app/rules.py validated it.
+Spec = rules.Target
 
 
 def matches(target: Target, labels: Mapping[str, str]) -> bool:
