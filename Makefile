@@ -11,7 +11,9 @@ dev: bootstrap
 	.venv/bin/alert-history dev
 
 # pytest exits 5 when it collected no test: that must fail, not pass silently.
+# The type check first: it takes seconds, the suite minutes.
 test: bootstrap
+	.venv/bin/mypy
 	@.venv/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -20,6 +22,7 @@ bench: bootstrap
 
 lint: bootstrap
 	.venv/bin/ruff check .
+	.venv/bin/mypy
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache .cache *.egg-info var

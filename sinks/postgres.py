@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import cast
 
 import asyncpg
 import orjson
@@ -100,16 +101,16 @@ class BatchRows:
             if o.event is not None:
                 content[fp] = o
         for fp, st in final.items():
-            o = content.get(fp)
-            if o is None:  # only resends of what the row holds: it was last seen now, nothing else changed
+            last = content.get(fp)
+            if last is None:  # only resends of what the row holds: it was last seen now, nothing else changed
                 rows.touches[fp] = st.last_seen_ms
             else:  # resends after a decoded event in this batch repeat its bytes: its content, the final state
-                rows.alerts[fp] = [*_alert_row(o, st, episodes=episodes[fp]), resumes[fp]]
+                rows.alerts[fp] = [*_alert_row(last, st, episodes=episodes[fp]), resumes[fp]]
         return rows
 
     def days(self) -> set[date]:
         """UTC days the new rows fall on: each needs its alert_events partition."""
-        return {_day(row[8]) for row in self.inserts.values()}  # type: ignore[arg-type]
+        return {_day(cast(int, row[8])) for row in self.inserts.values()}  # received_ms (_event_row)
 
 
 def _event_row(o: Outcome, st: FingerprintState) -> list[object]:
@@ -244,6 +245,7 @@ class PostgresSink:
     ) -> list[tuple[Outcome, str]]:
         """Each outcome PostgreSQL refuses alone, found by trial writes that are rolled back."""
         assert self.pool is not None
+        pool = self.pool
 
         async def refuses(part: Sequence[Outcome]) -> str | None:
             try:
@@ -252,7 +254,7 @@ class PostgresSink:
                 return str(exc)
             await self.ensure_partitions(days)
             try:
-                async with self.pool.acquire() as conn:  # type: ignore[union-attr]
+                async with pool.acquire() as conn:
                     tx = conn.transaction()
                     await tx.start()
                     try:

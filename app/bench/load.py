@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -126,7 +127,7 @@ class _Probes:
                 await asyncio.sleep(PROBE_EVERY_S)
             await asyncio.gather(*sends)
 
-    async def watcher(self, probing: asyncio.Task[None]) -> None:
+    async def watcher(self, probing: asyncio.Task[Any]) -> None:
         # All unseen probes in one query, by fingerprint (the timeline's index): a containment query on labels
         # per probe loaded PostgreSQL more than the load being measured. /history sees a row at the same commit.
         while not (probing.done() and not self.pending):  # every probe sent, and seen or given up on

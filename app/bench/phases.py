@@ -270,8 +270,9 @@ async def enrich_rates(r: Run) -> None:
     def messages(status: str) -> list[tuple[bytes, bytes]]:
         out = []
         for labels in alerts:
-            body = {"labels": labels, "startsAt": starts, "status": status, "fingerprint": fingerprint(labels)}
-            out.append((body["fingerprint"].encode(), orjson.dumps(body)))
+            fp = fingerprint(labels)
+            body = {"labels": labels, "startsAt": starts, "status": status, "fingerprint": fp}
+            out.append((fp.encode(), orjson.dumps(body)))
         return out
 
     async def classified(since: int) -> int:

@@ -40,7 +40,7 @@ class Proc:
     def check(self) -> None:
         if self.proc.poll() is not None:
             tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
-            raise SystemExit(f"bench: {self.proc.args} exited with {self.proc.returncode}:\n{tail}")
+            raise SystemExit(f"bench: {self.proc.args!r} exited with {self.proc.returncode}:\n{tail}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

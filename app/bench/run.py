@@ -42,7 +42,7 @@ class Run:
 
         run = uuid.uuid4().hex[:8]
         settings = Settings(kafka_brokers=ep.kafka_brokers, database_url=ep.database_url, topic=f"bench-{run}",
-                            partitions=args.partitions)  # type: ignore[call-arg]  # fmt: skip
+                            partitions=args.partitions)  # fmt: skip
         await migrate(ep.database_url)
         await ensure_topics(settings)
         port = free_port()

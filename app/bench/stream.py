@@ -56,10 +56,11 @@ def generate(n: int, fingerprints: int, run: str, seed: int = 7) -> Iterator[tup
                 a.status, a.starts_at, a.ends_at = "firing", t, None
             else:
                 a.status, a.ends_at = "resolved", t
+        assert a.starts_at is not None  # set by the alert's first event, which is always a firing
         body = {
             "labels": a.labels,
             "annotations": {"summary": f"{a.labels['alertname']} on {a.labels['instance']}"},
-            "startsAt": _iso(a.starts_at),  # type: ignore[arg-type]
+            "startsAt": _iso(a.starts_at),
             "endsAt": _iso(a.ends_at) if a.ends_at else "0001-01-01T00:00:00Z",
             "status": a.status,
             "fingerprint": a.fingerprint,
