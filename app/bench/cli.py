@@ -23,6 +23,7 @@ from app.services import Endpoints, ServiceStack
 PHASES: tuple[Callable[[Run], Awaitable[None]], ...] = (
     phases.e2e_drain,  # the backlog produced, then drained by one worker
     phases.naive_baseline,  # the per-event agent on the same backlog
+    phases.events_off,  # the same backlog, one worker with the events topic off
     phases.two_workers,  # the same backlog, two workers of one group
     phases.bridge_alone,  # webhook → a web node → a topic nobody reads
     phases.bridge_into_worker,  # webhook → a web node → the worker's topic, with freshness probes

@@ -88,6 +88,31 @@ async def naive_baseline(r: Run) -> None:
     await wait_ready(r.url, r.start_worker())  # the same group and state: it carries on where it stopped
 
 
+async def events_off(r: Run) -> None:
+    """The same backlog drained by one worker that produces no events topic (EVENTS_ENABLED=false), alone on the
+    machine as the e2e worker was: what the events topic, and the enrich agent reading it, cost the history path."""
+    assert r.worker is not None
+    r.worker.stop()
+    topic = await r.side_topic("noevents")
+    await produce(r.ep, topic, r.backlog)
+    worker = Proc("app.cli", {**r.env, f"{ENV_PREFIX}TOPIC": topic, f"{ENV_PREFIX}APP_ID": f"{topic}-group",
+                              f"{ENV_PREFIX}DATA_DIR": str(r.workdir / "state-noevents"),
+                              f"{ENV_PREFIX}WEB_PORT": str(free_port()), f"{ENV_PREFIX}EVENTS_ENABLED": "false"},
+                  r.workdir / "worker-noevents.log")  # fmt: skip
+    try:
+        samples = await poll(stored(r.db, topic), len(r.backlog), "e2e, no events topic", worker, timeout_s=900,
+                             cpu=r.cpu_meter(worker=worker))  # fmt: skip
+    finally:
+        worker.stop()
+    off = sustained_rate(samples)
+    r.res.add("e2e_no_events_alerts_per_s", "e2e, 1 worker, events topic off", off, "alerts/s", "", None)
+    cost = 100 * (1 - r.e2e_rate / off) if off else None
+    r.res.add("events_topic_cost_pct", "events topic's cost: 1 - e2e on / off", cost, "%", "≤ 5",
+              cost is not None and cost <= 5)  # fmt: skip
+    add_cpu_rows(r, sustained_cpu_us(samples), "e2e drain, events topic off", key="no_events")
+    await wait_ready(r.url, r.start_worker())
+
+
 async def two_workers(r: Run) -> None:
     """The same backlog on a second topic, drained by two workers of one consumer group."""
     topic = await r.side_topic("x2")

@@ -19,6 +19,7 @@ BENCH_KEYS = (
     "pg_cpu_us_per_alert",
     "enrich_llm_events_per_s",
     "enrich_cache_events_per_s",
+    "events_topic_cost_pct",
 )
 
 
