@@ -52,7 +52,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--churn", type=int, default=0, metavar="N",
         help="also pass N distinct fingerprints through a worker: RSS and table size live, then expired (off: 0)",
     )  # fmt: skip
+    parser.add_argument(
+        "--phases", default="", metavar="NAME,…",
+        help=f"run only these phases, in the usual order (default all: {', '.join(p.__name__ for p in PHASES)})",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    names = {p.__name__ for p in PHASES}
+    args.phases = set(filter(None, args.phases.split(","))) or names
+    if unknown := args.phases - names:
+        known = ", ".join(p.__name__ for p in PHASES)
+        parser.error(f"--phases: no phase {', '.join(sorted(unknown))}; phases: {known}")
     for name in SCALED:
         setattr(args, name, max(1, int(getattr(args, name) * args.scale)))
     args.webhook_alerts = max(50, args.webhook_alerts // 50 * 50)
@@ -63,7 +72,8 @@ async def bench(args: argparse.Namespace, ep: Endpoints, workdir: Path) -> Resul
     r = await Run.open(args, ep, workdir)
     try:
         for phase in PHASES:
-            await phase(r)
+            if phase.__name__ in args.phases:
+                await phase(r)
     finally:
         await r.close()
     return r.res
