@@ -105,6 +105,8 @@ class Publisher(mode.Service):
 
     async def submit(self, event: faust.types.EventT) -> None:
         """Hand one notify message's deliveries to their lanes; never waits on a target."""
+        if not self.targets:  # nothing to deliver to: not worth decoding (the stream acks it)
+            return
         event.message.incref()  # held past the stream's own ack, until every delivery of it has ended
         raw: bytes = event.value
         try:
