@@ -102,6 +102,7 @@ async def events_off(r: Run) -> None:
     try:
         samples = await poll(stored(r.db, topic), len(r.backlog), "e2e, no events topic", worker, timeout_s=900,
                              cpu=r.cpu_meter(worker=worker))  # fmt: skip
+        rss = rss_mb(worker.pid)
     finally:
         worker.stop()
     off = sustained_rate(samples)
@@ -110,6 +111,7 @@ async def events_off(r: Run) -> None:
     r.res.add("events_topic_cost_pct", "events topic's cost: 1 - e2e on / off", cost, "%", "≤ 5",
               cost is not None and cost <= 5)  # fmt: skip
     add_cpu_rows(r, sustained_cpu_us(samples), "e2e drain, events topic off", key="no_events")
+    r.res.add("worker_no_events_rss_mb", "worker RSS after e2e, events topic off", rss, "MB", "", None)
     await wait_ready(r.url, r.start_worker())
 
 
