@@ -158,7 +158,8 @@ def create_app(settings: Settings) -> AlertHistoryApp:
     app.pipeline = None
     if settings.pipeline_enabled:
         app.pipeline = wire(app, settings, app.resources.sink)
-        app.resources.closers.append(app.pipeline.history.holes.close)
+        if app.pipeline.history is not None:
+            app.resources.closers.append(app.pipeline.history.holes.close)
         _schedule_upkeep(app)
     else:
         app.producer_only = True  # Faust starts the web server and the producer: no consumer, no group to join
@@ -179,7 +180,8 @@ def _dump_tasks() -> None:
 
 def _at_start(app: AlertHistoryApp) -> None:
     async def start() -> None:
-        tables = [app.pipeline.history.states.table] if app.pipeline is not None else []
+        history = app.pipeline.history if app.pipeline is not None else None
+        tables = [history.states.table] if history is not None else []
         try:
             faust_adapter.check(app, tables)
         except faust_adapter.FaustIncompatible as exc:

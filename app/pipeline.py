@@ -28,14 +28,17 @@ if TYPE_CHECKING:  # app.faust_app wires the pipeline
 
 @dataclass(frozen=True)
 class Pipeline:
-    history: history_agent.HistoryAgent
-    enrich: enrich_agent.EnrichAgent | None  # None without the events topic (ALERT_HISTORY_EVENTS_ENABLED=false)
-    publish: publish_agent.Publisher
+    """The agents this worker runs (ALERT_HISTORY_AGENTS); None where another worker runs that stage."""
+
+    history: history_agent.HistoryAgent | None
+    enrich: enrich_agent.EnrichAgent | None  # also None without the events topic (EVENTS_ENABLED=false)
+    publish: publish_agent.Publisher | None
 
 
 def wire(app: AlertHistoryApp, settings: Settings, sink: Sink) -> Pipeline:
-    """Register every agent of the pipeline on `app`, in stage order."""
-    history = history_agent.wire(app, settings, sink)
-    enrich = enrich_agent.wire(app, settings)
-    publish = publish_agent.wire(app, settings)
+    """Register the pipeline's agents that this worker runs on `app`, in stage order."""
+    runs = settings.agent_names
+    history = history_agent.wire(app, settings, sink) if "history" in runs else None
+    enrich = enrich_agent.wire(app, settings) if "enrich" in runs else None
+    publish = publish_agent.wire(app, settings) if "publish" in runs else None
     return Pipeline(history=history, enrich=enrich, publish=publish)

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     pipeline_enabled: bool = True
     # False: no events topic (enrich, publish and /events then see nothing); for a history-only deployment.
     events_enabled: bool = True
+    # The pipeline's agents this worker runs. All by default; `history` in some workers and `enrich,publish` in
+    # others (another APP_ID: every member of a consumer group must read the same topics) keeps the downstream
+    # agents' CPU, and a slow LLM or target, off the cores of the history path.
+    agents: str = Field("history,enrich,publish", pattern=r"^(history|enrich|publish)(,(history|enrich|publish))*$")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     query_timeout: float = Field(10.0, gt=0, le=600, description="seconds: statement timeout of every read query")
     # The bridge's back-pressure (app/produce.py): how long a request waits for Kafka's acknowledgement before
@@ -112,6 +116,10 @@ class Settings(BaseSettings):
         if len(secret) < MIN_TOKEN_LENGTH:
             raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters (e.g. `openssl rand -hex 32`)")
         return value
+
+    @property
+    def agent_names(self) -> frozenset[str]:
+        return frozenset(self.agents.split(","))
 
     @property
     def dlq_topic(self) -> str:

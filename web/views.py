@@ -225,8 +225,11 @@ class Readyz(ApiView):
         report: dict[str, object] = dict(zip(("kafka", "postgres", "redis"), checks, strict=True))
         ready = report["kafka"] == "ok" and report["postgres"] == "ok"
         # Reported, not required: a worker of a larger group may rightly own none; a web node takes none.
-        if self.app.settings.pipeline_enabled:
-            topic = self.app.settings.topic
+        settings = self.app.settings
+        if settings.pipeline_enabled:  # partitions of the first stage this worker runs (ALERT_HISTORY_AGENTS)
+            runs = settings.agent_names
+            topic = settings.topic if "history" in runs else settings.events_topic if "enrich" in runs else (
+                settings.notify_topic)
             report["assigned_partitions"] = sum(1 for tp in self.app.consumer.assignment() if tp.topic == topic)
         else:
             report["role"] = "web node: bridge and reads, no partitions"

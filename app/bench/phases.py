@@ -89,30 +89,42 @@ async def naive_baseline(r: Run) -> None:
 
 
 async def events_off(r: Run) -> None:
-    """The same backlog drained by one worker that produces no events topic (EVENTS_ENABLED=false), alone on the
-    machine as the e2e worker was: what the events topic, and the enrich agent reading it, cost the history path."""
+    """What the events topic costs the history path: the same backlog drained by one worker, alone on the machine
+    as the e2e worker was, once with no events topic (EVENTS_ENABLED=false) and once producing it with only the
+    history agent (AGENTS=history: enrich and publish run in workers of their own). The e2e worker runs all three
+    agents on one event loop; its figure against the first gives what the downstream agents cost beside it."""
     assert r.worker is not None
     r.worker.stop()
-    topic = await r.side_topic("noevents")
+    off, off_rss = await _drain_alone(r, "noevents", {"EVENTS_ENABLED": "false"}, "events topic off", "no_events")
+    alone, _ = await _drain_alone(r, "historyonly", {"AGENTS": "history"}, "history agent alone", "history_only")
+    cost = 100 * (1 - alone / off) if off and alone else None
+    r.res.add("events_topic_cost_pct", "events topic's cost on the history path: 1 - history agent alone / off",
+              cost, "%", "≤ 5", cost is not None and cost <= 5)  # fmt: skip
+    beside = 100 * (1 - r.e2e_rate / off) if off else None
+    r.res.add("downstream_in_worker_cost_pct", "enrich + publish in the history worker: 1 - e2e / off", beside, "%",
+              "", None)  # fmt: skip
+    r.res.add("worker_no_events_rss_mb", "worker RSS after e2e, events topic off", off_rss, "MB", "", None)
+    await wait_ready(r.url, r.start_worker())
+
+
+async def _drain_alone(r: Run, name: str, settings: dict[str, str], what: str, key: str) -> tuple[float, float | None]:
+    """The backlog on a side topic, drained by one worker with these settings: its rate (also a row), CPU rows, RSS."""
+    topic = await r.side_topic(name)
     await produce(r.ep, topic, r.backlog)
-    worker = Proc("app.cli", {**r.env, f"{ENV_PREFIX}TOPIC": topic, f"{ENV_PREFIX}APP_ID": f"{topic}-group",
-                              f"{ENV_PREFIX}DATA_DIR": str(r.workdir / "state-noevents"),
-                              f"{ENV_PREFIX}WEB_PORT": str(free_port()), f"{ENV_PREFIX}EVENTS_ENABLED": "false"},
-                  r.workdir / "worker-noevents.log")  # fmt: skip
+    env = {**r.env, f"{ENV_PREFIX}TOPIC": topic, f"{ENV_PREFIX}APP_ID": f"{topic}-group",
+           f"{ENV_PREFIX}DATA_DIR": str(r.workdir / f"state-{name}"), f"{ENV_PREFIX}WEB_PORT": str(free_port()),
+           **{f"{ENV_PREFIX}{k}": v for k, v in settings.items()}}  # fmt: skip
+    worker = Proc("app.cli", env, r.workdir / f"worker-{name}.log")
     try:
-        samples = await poll(stored(r.db, topic), len(r.backlog), "e2e, no events topic", worker, timeout_s=900,
+        samples = await poll(stored(r.db, topic), len(r.backlog), f"e2e, {what}", worker, timeout_s=900,
                              cpu=r.cpu_meter(worker=worker))  # fmt: skip
         rss = rss_mb(worker.pid)
     finally:
         worker.stop()
-    off = sustained_rate(samples)
-    r.res.add("e2e_no_events_alerts_per_s", "e2e, 1 worker, events topic off", off, "alerts/s", "", None)
-    cost = 100 * (1 - r.e2e_rate / off) if off else None
-    r.res.add("events_topic_cost_pct", "events topic's cost: 1 - e2e on / off", cost, "%", "≤ 5",
-              cost is not None and cost <= 5)  # fmt: skip
-    add_cpu_rows(r, sustained_cpu_us(samples), "e2e drain, events topic off", key="no_events")
-    r.res.add("worker_no_events_rss_mb", "worker RSS after e2e, events topic off", rss, "MB", "", None)
-    await wait_ready(r.url, r.start_worker())
+    rate = sustained_rate(samples)
+    r.res.add(f"e2e_{key}_alerts_per_s", f"e2e, 1 worker, {what}", rate, "alerts/s", "", None)
+    add_cpu_rows(r, sustained_cpu_us(samples), f"e2e drain, {what}", key=key)
+    return rate, rss
 
 
 async def two_workers(r: Run) -> None:

@@ -59,7 +59,9 @@ def test_bench_runs_every_phase_and_ends_with_the_bench_line(endpoints: Endpoint
     }  # fmt: skip
     assert not missing, summary
     table = "\n".join(lines[:-1])
-    for row in ("e2e / naive", "e2e, 1 worker, events topic off", "e2e, 2 workers", "webhook bridge alone",
+    for row in ("e2e / naive", "e2e, 1 worker, events topic off",
+                "e2e, 1 worker, history agent alone", "enrich + publish in the history worker", "e2e, 2 workers",
+                "webhook bridge alone",
                 "webhook while the worker stores it",
                 "freshness p95 at", "/report 30 days: p50", "worker RSS after e2e",
                 "worker CPU per alert, e2e drain", "PostgreSQL (all backends) CPU per alert, e2e drain",
