@@ -154,3 +154,46 @@ async def timed_gets(url: str, params: list[dict[str, str]]) -> list[float]:
                     raise SystemExit(f"bench: GET {url} {p} answered {r.status}")
             out.append((time.perf_counter() - t) * 1000)
     return out
+
+
+@dataclass
+class Reads:
+    """What the readers got: each answered request's milliseconds, and the first failure, if any."""
+
+    ms: list[float] = field(default_factory=list)
+    failure: str | None = None
+    failures: int = 0
+
+
+async def concurrent_gets(
+    url: str, params: list[dict[str, str]], readers: int, timeout_s: float = 30, give_up_after: int = 3
+) -> Reads:
+    """The GETs shared among `readers` concurrent clients: each answered one timed; a failure (non-200 or
+    timeout) noted, and after `give_up_after` of them the rest not sent (a query that fails keeps failing)."""
+    out = Reads()
+    todo = iter(params)
+
+    async def reader(session: aiohttp.ClientSession) -> None:
+        for p in todo:
+            if out.failures >= give_up_after:
+                return
+            t, reason = time.perf_counter(), ""
+            try:
+                async with session.get(url, params=p) as r:
+                    await r.read()
+                    status = r.status
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                status, reason = None, f"{type(exc).__name__} after {time.perf_counter() - t:.1f} s"
+            if status == 200:
+                out.ms.append((time.perf_counter() - t) * 1000)
+                continue
+            out.failures += 1
+            if out.failure is None:
+                out.failure = f"failed: {status}" if status is not None else f"failed: {reason}"
+
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=readers)) as session:
+        await asyncio.gather(*(reader(session) for _ in range(readers)))
+    if out.failure:
+        out.failure += f", {out.failures} of {len(out.ms) + out.failures} requests"
+    return out
