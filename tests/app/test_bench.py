@@ -15,10 +15,11 @@ from urllib.parse import urlsplit
 import asyncpg
 import orjson
 import pytest
+from aiohttp import web
 
-from app.bench.measure import Sample, sustained_cpu_us, sustained_rate
+from app.bench.measure import Reads, Sample, concurrent_gets, sustained_cpu_us, sustained_rate
 from app.bench.proc import cpu_s, listener_pid, postmaster_pid
-from app.services import Endpoints
+from app.services import Endpoints, free_port
 from tests.fixtures import scratch_database_url
 
 BENCH_KEYS = {
@@ -145,3 +146,38 @@ def test_rates_run_from_the_first_progress_and_cpu_from_the_sample_before() -> N
     drained_at_once = [Sample(0.0, 0, {"worker": 1.0}), Sample(0.2, 3000, {"worker": 1.3})]
     assert sustained_rate(drained_at_once) == pytest.approx(3000 / 0.2)
     assert sustained_cpu_us(drained_at_once)["worker"] == pytest.approx(100.0)
+
+
+def test_readers_report_a_failing_query_and_stop_sending_it() -> None:
+    async def run() -> tuple[Reads, Reads, Reads, int]:
+        sent = {"bad": 0}
+
+        async def handler(request: web.Request) -> web.Response:
+            kind = request.query["kind"]
+            if kind == "slow":
+                await asyncio.sleep(2)
+            if kind == "bad":
+                sent["bad"] += 1
+                return web.Response(status=503, text="busy")
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_get("/q", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        url = f"http://127.0.0.1:{port}/q"
+        try:
+            good = await concurrent_gets(url, [{"kind": "good"}] * 20, readers=8)
+            bad = await concurrent_gets(url, [{"kind": "bad"}] * 100, readers=8)
+            slow = await concurrent_gets(url, [{"kind": "slow"}] * 4, readers=2, timeout_s=0.3)
+        finally:
+            await runner.cleanup()
+        return good, bad, slow, sent["bad"]
+
+    good, bad, slow, bad_sent = asyncio.run(run())
+    assert len(good.ms) == 20 and good.failure is None
+    assert bad.ms == [] and bad.failure is not None and bad.failure.startswith("failed: 503"), bad
+    assert 3 <= bad_sent <= 3 + 8  # given up once 3 had failed: at most the 8 readers' requests in flight
+    assert slow.failure is not None and "TimeoutError" in slow.failure and slow.failures >= 3, slow
