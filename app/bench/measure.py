@@ -158,11 +158,23 @@ async def timed_gets(url: str, params: list[dict[str, str]]) -> list[float]:
 
 @dataclass
 class Reads:
-    """What the readers got: each answered request's milliseconds, and the first failure, if any."""
+    """What the readers got: each answered request's milliseconds, and how many failed (the first one's reason)."""
 
     ms: list[float] = field(default_factory=list)
     failure: str | None = None
     failures: int = 0
+
+    def pct(self, q: float) -> float | None:
+        """A percentile with each failed request counted as slower than any answer: None when it falls on one."""
+        value = pct(self.ms + [_FAILED_MS] * self.failures, q)
+        return None if value is None or value >= _FAILED_MS / 10 else value
+
+    def note(self) -> str:
+        total = len(self.ms) + self.failures
+        return f"{self.failures} of {total} failed: {self.failure}" if self.failure else ""
+
+
+_FAILED_MS = 1e12
 
 
 async def concurrent_gets(
@@ -188,12 +200,9 @@ async def concurrent_gets(
                 out.ms.append((time.perf_counter() - t) * 1000)
                 continue
             out.failures += 1
-            if out.failure is None:
-                out.failure = f"failed: {status}" if status is not None else f"failed: {reason}"
+            out.failure = out.failure or (str(status) if status is not None else reason)
 
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=readers)) as session:
         await asyncio.gather(*(reader(session) for _ in range(readers)))
-    if out.failure:
-        out.failure += f", {out.failures} of {len(out.ms) + out.failures} requests"
     return out

@@ -178,6 +178,10 @@ def test_readers_report_a_failing_query_and_stop_sending_it() -> None:
 
     good, bad, slow, bad_sent = asyncio.run(run())
     assert len(good.ms) == 20 and good.failure is None
-    assert bad.ms == [] and bad.failure is not None and bad.failure.startswith("failed: 503"), bad
+    assert bad.ms == [] and bad.failure == "503" and bad.pct(50) is None, bad
     assert 3 <= bad_sent <= 3 + 8  # given up once 3 had failed: at most the 8 readers' requests in flight
     assert slow.failure is not None and "TimeoutError" in slow.failure and slow.failures >= 3, slow
+    # A failure counts as slower than any answer: 1 of 20 leaves the median, and is the p99.
+    one_failed = Reads(ms=[float(k) for k in range(1, 20)], failure="503", failures=1)
+    assert one_failed.pct(50) == 10.5 and one_failed.pct(99) is None
+    assert one_failed.note() == "1 of 20 failed: 503"
