@@ -76,12 +76,17 @@ async def seed(database_url: str, n: int, days: int, fingerprints: int = 20_000)
     await migrate(database_url)
     conn = await asyncpg.connect(database_url)
     try:
-        first_id = max(SEED_FIRST_ID, int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM alert_events")))
+        first_id = await next_first_id(conn)
         called = await seed_events(conn, n, days=days, now=datetime.now(UTC), fingerprints=fingerprints,
                                    first_id=first_id, progress=True)  # fmt: skip
     finally:
         await conn.close()
     return first_id, called
+
+
+async def next_first_id(conn: asyncpg.Connection) -> int:
+    """A `first_id` for seeding beside what the database holds: its ids, seeded ones included, stay below it."""
+    return max(SEED_FIRST_ID, int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM alert_events")))
 
 
 def _midnight(day: date) -> datetime:

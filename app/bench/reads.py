@@ -105,14 +105,13 @@ def _add(r: Run, q: Query, got: Reads) -> None:
 
 async def reads(r: Run) -> None:
     """Seed, then every query of `queries` answered to READERS clients at once, the worker storing a steady load."""
-    from app.seed import seed_events
+    from app.seed import next_first_id, seed_events
 
     n = r.args.history_events
     print(f"bench: seeding {n:,} events over {DAYS} days", file=sys.stderr)
     started = asyncio.get_running_loop().time()
     async with r.db.acquire() as conn:
-        first_id = max(1 << 61, int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM alert_events")))
-        await seed_events(conn, n, days=DAYS, now=datetime.now(UTC), first_id=first_id, progress=True)
+        await seed_events(conn, n, days=DAYS, now=datetime.now(UTC), first_id=await next_first_id(conn), progress=True)
     seed_s = asyncio.get_running_loop().time() - started
     r.res.add("events_seeded", f"events seeded over {DAYS} days (alert-history seed)", n, "events", "", None)
     r.res.add("seed_events_per_s", "seed: events loaded per second", n / seed_s if seed_s else None, "events/s", "",
