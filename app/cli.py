@@ -232,16 +232,43 @@ def cmd_dlq(argv: list[str]) -> int:
     return 1 if report.errors or (not args.dry_run and report.outcomes.get("dead_lettered")) else 0
 
 
+def cmd_seed(argv: list[str]) -> int:
+    """`seed --events N`: N generated events over the last days, loaded straight into ALERT_HISTORY_DATABASE_URL
+    (not through Kafka and the pipeline): for the benchmark, demos, and trying queries at scale."""
+    parser = argparse.ArgumentParser(prog="alert-history seed", description="a generated history, loaded straight "
+                                     "into PostgreSQL (not through the pipeline)")  # fmt: skip
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--days", type=int, default=30, help="spread evenly over the days before now")
+    parser.add_argument("--fingerprints", type=int, default=20_000, help="distinct alerts")
+    args = parser.parse_args(argv)
+    settings = _settings_or_exit()
+    _require(settings, "database_url")
+    logging.config.dictConfig(logging_config(settings))
+    from app.seed import seed
+
+    assert settings.database_url is not None  # _require said so
+    try:
+        started = time.monotonic()
+        first_id, rebuilt = asyncio.run(seed(settings.database_url, args.events, args.days, args.fingerprints))
+    except Exception as exc:
+        log.critical("could not seed (check %sDATABASE_URL): %s", ENV_PREFIX, describe(exc))
+        return 1
+    print(f"seeded {args.events:,} events over {args.days} days in {time.monotonic() - started:.0f} s "
+          f"(ids from {first_id + 1}); rebuilt: {', '.join(rebuilt) or 'nothing to rebuild'}")  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(
-            "usage: alert-history {dev,worker,migrate,rules,bench,history,report,dlq} [args] | <faust command>\n\n"
+            "usage: alert-history {dev,worker,migrate,rules,bench,seed,history,report,dlq} [args] | <faust command>\n\n"
             "  dev      start embedded Kafka/PostgreSQL/Redis (or use ALERT_HISTORY_*), worker and web\n"
             "  worker   run a worker (pipeline agent + web on ALERT_HISTORY_WEB_PORT)\n"
             "  migrate  apply database migrations\n"
             "  rules    `rules check FILE`: validate a rules file (ALERT_HISTORY_RULES_FILE)\n"
             "  bench    run the benchmark\n"
+            "  seed     `seed --events N [--days 30]`: a generated history loaded straight into PostgreSQL\n"
             "  dlq      `dlq replay [--target NAME] [--dry-run]`: re-send the notify dead letters\n"
             "  history  stored events through the HTTP API: history [MATCHER…] --since 6h [--json]\n"
             "  report   totals, noisiest and flapping alerts, MTTR: report [MATCHER…] --since 7d [--json]\n"
@@ -263,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         from app import cli_history
 
         return cli_history.cmd_history(rest) if command == "history" else cli_history.cmd_report(rest)
+    if command == "seed":
+        return cmd_seed(rest)
     if command == "bench":
         from app.bench.cli import main as bench_main
 

@@ -211,6 +211,14 @@ def _schedule_upkeep(app: AlertHistoryApp) -> None:
         except Exception:  # retried next hour; the sink creates the partitions it needs meanwhile
             log.exception("partition upkeep failed")
 
+    async def analyze() -> None:
+        try:
+            async with app.resources.db.acquire() as conn:
+                await retention.analyze_filling(conn)
+        except Exception:  # tried again next minute
+            log.exception("analyzing the filling partitions failed")
+
     app.task(run)
     app.timer(interval=3600.0, name="partition-upkeep")(run)
+    app.timer(interval=60.0, name="partition-analyze")(analyze)
     lag.schedule(app)

@@ -1,7 +1,9 @@
-"""Partition upkeep for `alert_events`: create days ahead, drop days past RETENTION_DAYS.
+"""Partition upkeep for `alert_events`: create days ahead, drop days past RETENTION_DAYS, and keep the statistics
+of the days being written fresh.
 
 Whole partitions are dropped, never rows deleted: no bloat, no vacuum debt, constant time per day.
-Every worker runs this hourly; an advisory lock lets one of them do it at a time.
+Every worker runs the upkeep hourly and `analyze_filling` every minute; advisory locks let one of them do each at a
+time.
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ from app import metrics
 log = logging.getLogger(__name__)
 
 _LOCK_KEY = 0x616C72746D61696E  # "alrtmain"
+_ANALYZE_LOCK_KEY = 0x616C7274616E6C7A  # "alrtanlz"
 _PARTITION = re.compile(r"^alert_events_(\d{8})$")
 DAYS_AHEAD = 2  # tomorrow's partition exists before midnight, so writes never wait on DDL
+# A filling day is analyzed again once it holds this much more than at its last ANALYZE (and a never-analyzed one
+# once it holds any rows): a few dozen ANALYZEs a day, most in its first hours, when its statistics go stale fastest.
+ANALYZE_GROWTH = 1.2
+ANALYZE_MIN_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -82,3 +89,32 @@ async def upkeep(pool: asyncpg.Pool, retention_days: int, now: datetime | None =
             extra={"partitions_created": [str(d) for d in created], "partitions_dropped": dropped},
         )
     return Upkeep(created, dropped)
+
+
+async def analyze_filling(conn: asyncpg.Connection, now: datetime | None = None) -> list[str]:
+    """ANALYZE today's and yesterday's partitions (late events land there) when they have grown since their last
+    statistics: the planner must not plan /history on a day it believes empty (a bitmap of every matching row,
+    then a sort, instead of walking the time index). Autovacuum's threshold lags a new day by minutes."""
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    names = [f"alert_events_{d:%Y%m%d}" for d in (today, today - timedelta(days=1))]
+    analyzed: list[str] = []
+    if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _ANALYZE_LOCK_KEY):
+        return analyzed  # another worker is at it
+    try:
+        # reltuples: rows at the last ANALYZE (-1 never); n_live_tup: counted on every insert since.
+        stale = await conn.fetch(
+            """SELECT c.relname FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid
+               WHERE c.relname = ANY($1::text[])
+                 AND s.n_live_tup > CASE WHEN c.reltuples < 0 THEN 0 ELSE c.reltuples * $2 + $3 END""",
+            names,
+            ANALYZE_GROWTH,
+            ANALYZE_MIN_ROWS,
+        )
+        for (name,) in stale:
+            await conn.execute(f'ANALYZE "{name}"')  # name built above from a date: alert_events_YYYYMMDD
+            analyzed.append(name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _ANALYZE_LOCK_KEY)
+    if analyzed:
+        log.debug("analyzed filling partitions %s", analyzed)
+    return analyzed

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from app.bench import phases
 from app.bench.churn import churn
+from app.bench.reads import reads
 from app.bench.report import Results, bench_line, table
 from app.bench.run import Run
 from app.services import Endpoints, ServiceStack
@@ -28,12 +29,12 @@ PHASES: tuple[Callable[[Run], Awaitable[None]], ...] = (
     phases.bridge_alone,  # webhook → a web node → a topic nobody reads
     phases.bridge_into_worker,  # webhook → a web node → the worker's topic, with freshness probes
     phases.paced_freshness,  # the same at half the e2e rate
-    phases.queries,  # /history and /report on ≥1M seeded events
+    reads,  # /history, /report, time travel on 10M seeded events, 8 readers, the worker storing a steady load
     phases.enrich_rates,  # the enrich agent: a 50 ms local LLM, then the cache warm
     phases.publish_deliveries,  # notify → a healthy webhook target, another one down
     churn,  # --churn N only
 )
-SCALED = ("events", "fingerprints", "naive_events", "webhook_alerts", "history_events", "queries")
+SCALED = ("events", "fingerprints", "naive_events", "webhook_alerts", "history_events", "queries", "report_queries")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -43,8 +44,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--fingerprints", type=int, default=50_000)
     parser.add_argument("--naive-events", type=int, default=30_000, help="events the naive baseline is timed on")
     parser.add_argument("--webhook-alerts", type=int, default=100_000)
-    parser.add_argument("--history-events", type=int, default=1_000_000)
-    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--history-events", type=int, default=10_000_000, help="events seeded for the reads")
+    parser.add_argument("--queries", type=int, default=200, help="requests of each /history and time-travel query")
+    parser.add_argument("--report-queries", type=int, default=24, help="requests of each /report query")
+    parser.add_argument("--reads-load", type=float, default=1000, help="alerts/s the worker stores during the reads")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--paced-seconds", type=float, default=10.0, help="length of the paced freshness phase")
     parser.add_argument("--partitions", type=int, default=8)
@@ -73,7 +76,12 @@ async def bench(args: argparse.Namespace, ep: Endpoints, workdir: Path) -> Resul
     try:
         for phase in PHASES:
             if phase.__name__ in args.phases:
-                await phase(r)
+                try:
+                    await phase(r)
+                except (Exception, SystemExit) as exc:  # the other phases' figures still count
+                    reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+                    print(f"bench: phase {phase.__name__} failed: {reason}", file=sys.stderr)
+                    r.res.fail(phase.__name__, reason)
     finally:
         await r.close()
     return r.res
@@ -89,4 +97,4 @@ def main(argv: list[str]) -> int:
     print(table(res))
     print(f"bench: took {time.monotonic() - started:.0f} s", file=sys.stderr)
     print(bench_line(res), flush=True)
-    return 0
+    return 1 if res.failed else 0

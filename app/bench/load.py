@@ -184,3 +184,27 @@ async def webhook_load(
         await watching
     fresh = probes.freshness_ms
     return LoadResult(clients.sent / elapsed, pct(clients.latencies_ms, 99), pct(fresh, 95), len(fresh))
+
+
+async def steady_produce(
+    ep: Endpoints, topic: str, messages: Iterator[tuple[bytes, bytes]], rate: float, stop: asyncio.Event
+) -> tuple[int, float]:
+    """Messages onto the topic at `rate` a second (a tenth each 0.1 s) until `stop`: (messages sent, seconds)."""
+    producer = AIOKafkaProducer(bootstrap_servers=ep.kafka_brokers, acks="all", linger_ms=20)
+    await producer.start()
+    started = time.perf_counter()
+    sent = 0
+    try:
+        while not stop.is_set():
+            due = int(rate * (time.perf_counter() - started)) - sent
+            for key, value in itertools.islice(messages, max(0, due)):
+                await producer.send(topic, value, key=key)
+                sent += 1
+            try:
+                await asyncio.wait_for(stop.wait(), 0.1)
+            except TimeoutError:
+                pass
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent, time.perf_counter() - started

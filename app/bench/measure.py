@@ -154,3 +154,55 @@ async def timed_gets(url: str, params: list[dict[str, str]]) -> list[float]:
                     raise SystemExit(f"bench: GET {url} {p} answered {r.status}")
             out.append((time.perf_counter() - t) * 1000)
     return out
+
+
+@dataclass
+class Reads:
+    """What the readers got: each answered request's milliseconds, and how many failed (the first one's reason)."""
+
+    ms: list[float] = field(default_factory=list)
+    failure: str | None = None
+    failures: int = 0
+
+    def pct(self, q: float) -> float | None:
+        """A percentile with each failed request counted as slower than any answer: None when it falls on one."""
+        value = pct(self.ms + [_FAILED_MS] * self.failures, q)
+        return None if value is None or value >= _FAILED_MS / 10 else value
+
+    def note(self) -> str:
+        total = len(self.ms) + self.failures
+        return f"{self.failures} of {total} failed: {self.failure}" if self.failure else ""
+
+
+_FAILED_MS = 1e12
+
+
+async def concurrent_gets(
+    url: str, params: list[dict[str, str]], readers: int, timeout_s: float = 30, give_up_after: int = 3
+) -> Reads:
+    """The GETs shared among `readers` concurrent clients: each answered one timed; a failure (non-200 or
+    timeout) noted, and after `give_up_after` of them the rest not sent (a query that fails keeps failing)."""
+    out = Reads()
+    todo = iter(params)
+
+    async def reader(session: aiohttp.ClientSession) -> None:
+        for p in todo:
+            if out.failures >= give_up_after:
+                return
+            t, reason = time.perf_counter(), ""
+            try:
+                async with session.get(url, params=p) as r:
+                    await r.read()
+                    status = r.status
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                status, reason = None, f"{type(exc).__name__} after {time.perf_counter() - t:.1f} s"
+            if status == 200:
+                out.ms.append((time.perf_counter() - t) * 1000)
+                continue
+            out.failures += 1
+            out.failure = out.failure or (str(status) if status is not None else reason)
+
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=readers)) as session:
+        await asyncio.gather(*(reader(session) for _ in range(readers)))
+    return out

@@ -17,17 +17,15 @@ import yaml
 
 from app.bench.load import produce, webhook_load
 from app.bench.measure import (
-    pct,
     poll,
     poll_http,
     stored,
     sustained_cpu_us,
     sustained_rate,
-    timed_gets,
     wait_drained,
     wait_ready,
 )
-from app.bench.proc import Proc, rss_mb
+from app.bench.proc import CpuMeter, Proc, cpu_us_per, rss_mb
 from app.bench.run import Run
 from app.bench.stream import generate
 from app.services import free_port
@@ -155,12 +153,19 @@ async def bridge_alone(r: Run) -> None:
     # Alerts of a stream of their own (same shape: resends, transitions, flapping), so the worker's stream,
     # which the next loads continue, is left as it was. Nothing reads the topic: no freshness probes.
     own = (value for _, value in generate(2**62, r.args.fingerprints, topic))
-    async with r.web_node("web-node-alone.log", topic) as (_, url):
+    async with r.web_node("web-node-alone.log", topic) as (node, url):
+        cpu = CpuMeter({"web": node.pid, "kafka": r.services["kafka"]})
+        before = cpu.read()
         alone = await webhook_load(url, own, r.args.webhook_alerts, r.args.concurrency, r.db, probe=False)
+        per_alert = cpu_us_per(before, cpu.read(), r.args.webhook_alerts)
     r.res.add("webhook_alerts_per_s", "webhook bridge alone, batches of 50", alone.rate, "alerts/s", "≥ 20,000",
               alone.rate >= 20_000)  # fmt: skip
     r.res.add("webhook_p99_ms", "webhook bridge alone: p99 latency", alone.p99_ms, "ms", "< 100",
               alone.p99_ms is not None and alone.p99_ms < 100)  # fmt: skip
+    r.res.add("bridge_cpu_us_per_alert", "web node (bridge) CPU per alert, webhook bridge alone", per_alert["web"],
+              "µs", "", None)  # fmt: skip
+    r.res.add("kafka_bridge_cpu_us_per_alert", "Kafka CPU per alert, webhook bridge alone", per_alert["kafka"], "µs",
+              "", None)  # fmt: skip
 
 
 async def bridge_into_worker(r: Run) -> None:
@@ -187,27 +192,6 @@ async def paced_freshness(r: Run) -> None:
         paced = await webhook_load(url, r.alerts(), paced_alerts, r.args.concurrency, r.db, rate=paced_rate)
     r.res.add("freshness_paced_p95_ms", f"freshness p95 at {paced_rate:,.0f} alerts/s ({paced.probes} probes)",
               paced.freshness_p95_ms, "ms", "", None)  # fmt: skip
-
-
-async def queries(r: Run) -> None:
-    """/history and /report on the events stored so far plus ≥1M seeded over 30 days."""
-    from app.seed import seed_events
-
-    print(f"bench: seeding {r.args.history_events:,} events over 30 days", file=sys.stderr)
-    async with r.db.acquire() as conn:
-        await seed_events(conn, r.args.history_events, days=30, now=datetime.now(UTC))
-    assert r.worker is not None
-    r.worker.check()
-    history = await timed_gets(
-        f"{r.url}/history",
-        [{"filter": f'alertname="Alert{k % 200}"', "since": "-24h", "limit": "100"} for k in range(r.args.queries)],
-    )
-    r.res.add("history_p50_ms", "/history matcher + 24 h, limit 100: p50", pct(history, 50), "ms", "", None)
-    r.res.add("history_p95_ms", "/history matcher + 24 h, limit 100: p95", pct(history, 95), "ms", "< 50",
-              (pct(history, 95) or 1e9) < 50)  # fmt: skip
-    report = await timed_gets(f"{r.url}/report", [{"since": "-30d", "bucket": "1d"}] * max(3, r.args.queries // 20))
-    r.res.add("report_p50_ms", "/report 30 days: p50", pct(report, 50), "ms", "", None)
-    r.res.add("report_p95_ms", "/report 30 days: p95", pct(report, 95), "ms", "", None)
 
 
 # The publish phase's delivery settings: the defaults (sinks/publishers/config.py), written out so the table

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
-# The BENCH line's keys, in order: what scripts and the lead compare between runs. A new key is one entry here.
+# The BENCH line's first keys, always there (null when not measured): what scripts and the lead compare between runs.
+# Every other figure of the run follows them.
 BENCH_KEYS = (
     "e2e_alerts_per_s",
     "naive_alerts_per_s",
@@ -14,9 +15,13 @@ BENCH_KEYS = (
     "webhook_alerts_per_s",
     "webhook_p99_ms",
     "history_p95_ms",
+    "report_p95_ms",
+    "timetravel_p95_ms",
+    "events_seeded",
     "worker_rss_mb",
     "worker_cpu_us_per_alert",
     "pg_cpu_us_per_alert",
+    "bridge_cpu_us_per_alert",
     "enrich_llm_events_per_s",
     "enrich_cache_events_per_s",
     "events_topic_cost_pct",
@@ -38,12 +43,19 @@ class Row:
 class Results:
     rows: list[Row] = field(default_factory=list)
     summary: dict[str, float | None] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)  # phases that failed
 
     def add(self, key: str, label: str, value: float | None, unit: str, goal: str, ok: bool | None) -> None:
-        """One measure: `key` in the summary (and the BENCH line if listed), a row of the table."""
+        """One measure: `key` in the summary and the BENCH line, a row of the table."""
         self.summary[key] = None if value is None else round(value, 1)
         shown = "n/a" if value is None else f"{value:,.1f} {unit}"
         self.rows.append(Row(label, shown, goal, "" if ok is None else ("ok" if ok else "MISSED")))
+
+
+    def fail(self, phase: str, reason: str) -> None:
+        """A phase that could not finish: a row saying why (its figures so far stay)."""
+        self.failed.append(phase)
+        self.rows.append(Row(f"phase {phase} FAILED: {reason}", "n/a", "", "MISSED"))
 
 
 def table(res: Results) -> str:
@@ -62,4 +74,9 @@ def table(res: Results) -> str:
 
 
 def bench_line(res: Results) -> str:
-    return "BENCH " + orjson.dumps({k: res.summary.get(k) for k in BENCH_KEYS}).decode()
+    """Every figure: BENCH_KEYS first (null when not measured), then the others in the order measured."""
+    figures: dict[str, object] = {k: res.summary.get(k) for k in BENCH_KEYS}
+    figures.update((k, v) for k, v in res.summary.items() if k not in figures)
+    if res.failed:
+        figures["failed_phases"] = res.failed
+    return "BENCH " + orjson.dumps(figures).decode()

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from app.matchers import parse_filters
+from app.retention import analyze_filling
 from app.seed import seed_events
 from app.services import Endpoints
 from sinks.postgres import _STORE_BATCH, BatchRows, store_batch_args
@@ -88,6 +89,44 @@ async def test_timeline_uses_the_fingerprint_index(plans: asyncpg.Connection) ->
     fp_scans = [n for n in nodes if "fingerprint" in n.get("Index Cond", "")]
     assert fp_scans, [(n["Node Type"], n.get("Index Name")) for n in nodes]
     assert not seq_scans(nodes)
+
+
+# A day's first hours: a partition filling, its statistics never taken (autovacuum off on it, as it lags a new day).
+FRESH_NOW = datetime.combine((NOW + timedelta(days=5)).date(), datetime.min.time(), UTC) + timedelta(hours=3)
+FRESH_ROWS = 30_000
+FILL_SQL = """
+INSERT INTO {part} (id, fingerprint, status, labels, annotations, starts_at, received_at, last_seen_at, severity,
+                    decision)
+SELECT (1::bigint << 59) + i, lpad(to_hex(i % 5000), 16, '0'), 'firing',
+       jsonb_build_object('alertname', 'Alert' || (i % 10), 'namespace', 'ns' || (i % 50),
+                          'instance', 'host' || (i % 5000) || ':9100', 'severity', 'warning'),
+       '{{}}', t, t, t, 'warning', 'first_seen'
+FROM (SELECT i, $1::timestamptz - i * interval '200 ms' AS t FROM generate_series(1, $2) AS i) AS s
+"""
+
+
+async def test_a_fresh_day_is_analyzed_by_the_upkeep_and_history_walks_the_time_index(
+    plans: asyncpg.Connection,
+) -> None:
+    await plans.execute("SELECT alert_events_ensure_partition($1)", FRESH_NOW.date())
+    part = f"alert_events_{FRESH_NOW:%Y%m%d}"
+    try:
+        await plans.execute(f"ALTER TABLE {part} SET (autovacuum_enabled = false)")
+        await plans.execute(FILL_SQL.format(part=part), FRESH_NOW, FRESH_ROWS)
+        await plans.execute("SELECT pg_stat_force_next_flush()")  # the inserts counted, as a minute later
+        q = HistoryQuery(matchers=parse_filters(['alertname="Alert7"']), since=FRESH_NOW - timedelta(hours=1),
+                         until=FRESH_NOW)  # fmt: skip
+        # Unanalyzed, the day looks empty: every row of the hour gathered in a bitmap, then sorted.
+        assert any(n["Node Type"] == "Sort" for n in await explain(plans, *q.sql()))
+        assert await analyze_filling(plans, now=FRESH_NOW) == [part]
+        nodes = await explain(plans, *q.sql())
+        assert scanned_partitions(nodes) == {part}
+        kinds = [(n["Node Type"], n.get("Index Name", "")) for n in nodes]
+        assert any(kind == "Index Scan" and "received_at" in index for kind, index in kinds), kinds
+        assert not any(kind in ("Sort", "BitmapAnd") for kind, _ in kinds), kinds
+        assert await analyze_filling(plans, now=FRESH_NOW) == []  # not grown since: not analyzed again
+    finally:
+        await plans.execute(f"DROP TABLE {part}")
 
 
 async def test_regex_matcher_scans_only_the_days_in_range(plans: asyncpg.Connection) -> None:
