@@ -14,11 +14,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.enrich.model import Classification
+from app.fingerprint import fingerprint
 from app.models import FINGERPRINT, AlertIn, Status, WebhookIn
 from app.settings import EnrichmentMode
 from sinks.publishers.message import FilterDecision
 
 MAX_TIME_LEN = 64  # characters of a since/until parameter
+EXAMPLE_LABELS = {"alertname": "DiskFull", "instance": "db-1", "severity": "critical"}  # the examples' alert
 Labels = dict[str, str]
 Time = datetime  # in responses: RFC 3339, UTC, milliseconds, `Z` (app.events.rfc3339)
 
@@ -98,11 +100,15 @@ class EventsHeaders(_Params):
 
 
 class TimelinePath(_Params):
-    fingerprint: str = Field(pattern=FINGERPRINT, description="The alert's fingerprint (16 lowercase hex digits).")
+    fingerprint: str = Field(
+        pattern=FINGERPRINT,
+        description="The alert's fingerprint (16 lowercase hex digits).",
+        examples=[fingerprint(EXAMPLE_LABELS)],
+    )
 
 
 class StaticPath(_Params):
-    name: str = Field(description="A file of the dashboard, e.g. app.js.")
+    name: str = Field(description="A file of the dashboard.", examples=["app.js", "style.css", "favicon.svg"])
 
 
 class StaticHeaders(_Params):

@@ -164,8 +164,14 @@ def _parameters(model: type[BaseModel] | None, where: str) -> list[dict[str, Any
             prop = {**(rest[0] if len(rest) == 1 else {"anyOf": rest}), **prop}
             if prop.get("default", 0) is None:
                 del prop["default"]
+        required = where == "path" or name in schema.get("required", ())
+        if not required and where == "query" and prop.get("type") not in ("string", "array"):
+            # web/params.py reads an empty value (`limit=`) as absent: the default
+            default = {"default": prop.pop("default")} if "default" in prop else {}
+            prop = {"anyOf": [prop, {"type": "string", "maxLength": 0}], **default}
+            description += " Empty: as if absent."
         param: dict[str, Any] = {"name": name, "in": where, "description": description, "schema": prop}
-        if where == "path" or name in schema.get("required", ()):
+        if required:
             param["required"] = True
         if prop.get("type") == "array":
             param.update(style="form", explode=True)
