@@ -363,9 +363,10 @@ class Events(ApiView):
         if not settings.events_enabled:
             raise HTTPProblem(404, "events: ALERT_HISTORY_EVENTS_ENABLED is false here, so there is no events topic")
         q = params.read(request, EventsParams)
+        cursor_param = q.one("cursor")
         matchers = q.matchers()
         header = (params.header(request, EventsHeaders, "last_event_id") or "").strip()
-        raw_cursor, source = (header, "Last-Event-ID") if header else (q.one("cursor"), "cursor")
+        raw_cursor, source = (header, "Last-Event-ID") if header else (cursor_param, "cursor")
         if Events.streams >= settings.events_streams:
             raise Busy(
                 429,

@@ -165,7 +165,9 @@ def _parameters(model: type[BaseModel] | None, where: str) -> list[dict[str, Any
             if prop.get("default", 0) is None:
                 del prop["default"]
         required = where == "path" or name in schema.get("required", ())
-        if not required and where == "query" and prop.get("type") not in ("string", "array"):
+        kind = prop.get("type")
+        takes_empty = kind == "array" or (kind == "string" and not {"enum", "pattern"} & set(prop))
+        if not required and where == "query" and not takes_empty:
             # web/params.py reads an empty value (`limit=`) as absent: the default
             default = {"default": prop.pop("default")} if "default" in prop else {}
             prop = {"anyOf": [prop, {"type": "string", "maxLength": 0}], **default}

@@ -148,7 +148,7 @@ class History(ApiView):
 class AlertTimeline(ApiView):
     async def get(self, request: web.Request, fingerprint: str) -> web.Response:
         params.read(request, models.NoParams)  # refuses what no read accepts (NUL, invalid UTF-8)
-        if not FINGERPRINT_RE.match(fingerprint):
+        if not FINGERPRINT_RE.fullmatch(fingerprint):
             raise HTTPProblem(400, "fingerprint: must be 16 lowercase hex digits")
         sql, args = HistoryQuery(fingerprint=fingerprint, limit=None, oldest_first=True).sql()
         async with self.snapshot() as conn:

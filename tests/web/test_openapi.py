@@ -23,6 +23,7 @@ from tests.fixtures import Worker, eventually, unique
 from tests.web.test_report import _seed
 from tests.web.test_webhook import am_alert, webhook
 from web import auth, models, openapi, params
+from web.queries import BUCKETS
 from web.routes import ROUTES
 
 FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
@@ -129,6 +130,8 @@ def test_the_limits_in_the_document_are_those_of_the_models() -> None:
     assert history["since"]["schema"]["maxLength"] == models.MAX_TIME_LEN
     flapping = doc["components"]["schemas"]["FlappingAlert"]
     assert "firstFlappingAt" in flapping["required"]
+    report = {p["name"]: p for p in doc["paths"]["/report"]["get"]["parameters"]}
+    assert report["bucket"]["schema"]["anyOf"][0]["enum"] == list(BUCKETS)  # each one the report can step by
     events = {p["name"]: p["in"] for p in doc["paths"]["/events"]["get"]["parameters"]}
     assert events == {"filter": "query", "cursor": "query", "Last-Event-ID": "header"}
 
