@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.enrich.model import Classification
 from app.fingerprint import fingerprint
-from app.models import FINGERPRINT, AlertIn, Status, WebhookIn
+from app.models import FINGERPRINT, AlertIn, Fingerprint, Status, WebhookIn
 from app.settings import EnrichmentMode
 from sinks.publishers.message import FilterDecision
 
@@ -121,10 +121,15 @@ class StaticHeaders(_Params):
 class Alert(AlertIn):
     """One alert: an element of a webhook's `alerts[]`, of POST /api/v2/alerts, and a message of the topic."""
 
+    fingerprint: Fingerprint | None = Field(
+        None, description="Optional: derived from the labels as Alertmanager does; one given must be that (else 422)."
+    )
+
 
 class Webhook(WebhookIn):
     """Alertmanager webhook payload, version 4 (its alerts are checked one by one, as the topic's messages)."""
 
+    version: Literal["4"] | None = None  # what WebhookIn's validator accepts
     alerts: list[Alert] = Field(min_length=1, max_length=10000)  # the documented shape: each an Alert
 
 

@@ -136,7 +136,7 @@ class _Schemas:
         self.components: dict[str, Any] = {}
 
     def of(self, t: Any, mode: Literal["validation", "serialization"]) -> dict[str, Any]:
-        schema = TypeAdapter(t).json_schema(ref_template=REF, mode=mode)
+        schema = _names_checked(TypeAdapter(t).json_schema(ref_template=REF, mode=mode))
         for name, sub in schema.pop("$defs", {}).items():
             self._add(name, sub)
         if isinstance(t, type) and issubclass(t, BaseModel):
@@ -147,6 +147,23 @@ class _Schemas:
     def _add(self, name: str, schema: dict[str, Any]) -> None:
         known = self.components.setdefault(name, schema)
         assert known == schema, f"two different schemas named {name}: rename one model"
+
+
+def _names_checked(node: Any) -> Any:
+    """pydantic writes a dict whose keys have a pattern as `patternProperties`, which leaves other keys free; the
+    models refuse them (a label name must match), so the document says `propertyNames` with that pattern."""
+    if isinstance(node, list):
+        return [_names_checked(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _names_checked(v) for k, v in node.items()}
+    patterns = node.get("patternProperties")
+    if isinstance(patterns, dict) and len(patterns) == 1 and "additionalProperties" not in node:
+        [(pattern, values)] = patterns.items()
+        del node["patternProperties"]
+        node["propertyNames"] = {**node.get("propertyNames", {}), "pattern": pattern}
+        node["additionalProperties"] = values
+    return node
 
 
 def _parameters(model: type[BaseModel] | None, where: str) -> list[dict[str, Any]]:

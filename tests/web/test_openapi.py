@@ -121,8 +121,8 @@ async def test_the_document_is_valid_openapi_3_1_and_has_every_route_and_method(
 def test_the_limits_in_the_document_are_those_of_the_models() -> None:
     doc = openapi.document("test")
     alert = doc["components"]["schemas"]["Alert"]["properties"]
-    assert alert["labels"]["propertyNames"] == {"maxLength": 1024}
-    assert list(alert["labels"]["patternProperties"]) == ["^[A-Za-z_][A-Za-z0-9_]*$"]
+    assert alert["labels"]["propertyNames"] == {"maxLength": 1024, "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}
+    assert alert["labels"]["additionalProperties"]["maxLength"] == 8192
     assert alert["labels"]["maxProperties"] == 256
     history = {p["name"]: p for p in doc["paths"]["/history"]["get"]["parameters"]}
     limit = history["limit"]["schema"]["anyOf"][0]  # or empty: the default
