@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.enrich.model import Classification
 from app.fingerprint import fingerprint
+from app.matchers import MAX_FILTER_LEN, MAX_MATCHERS
 from app.models import FINGERPRINT, AlertIn, Fingerprint, Status, WebhookIn
 from app.settings import EnrichmentMode
 from sinks.publishers.message import FilterDecision
@@ -40,9 +41,10 @@ class _Body(BaseModel):
 # ---- parameters ---------------------------------------------------------------------------------------------
 
 Filter = Annotated[
-    list[str],
+    list[Annotated[str, Field(min_length=1, max_length=MAX_FILTER_LEN)]],
     Field(
         default_factory=list,
+        max_length=MAX_MATCHERS,
         description='Alertmanager matchers (=, !=, =~, !~), e.g. `severity=~"crit.*"` or `{team="db",env!="dev"}`; '
         "repeatable, ANDed.",
     ),

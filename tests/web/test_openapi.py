@@ -18,7 +18,7 @@ from multidict import MultiDict
 from openapi_spec_validator import validate as validate_spec
 
 from app.fingerprint import fingerprint
-from app.matchers import MAX_FILTER_LEN
+from app.matchers import MAX_FILTER_LEN, MAX_MATCHERS
 from tests.fixtures import Worker, eventually, unique
 from tests.web.test_report import _seed
 from tests.web.test_webhook import am_alert, webhook
@@ -241,12 +241,15 @@ async def _events_frames_match(http: aiohttp.ClientSession, worker: Worker, chec
 
 
 async def test_long_request_lines_and_headers_get_json_answers(worker: Worker, http) -> None:
-    """A filter of the longest length allowed, every character percent-encoded (three times as long on the wire),
-    reaches the view and gets its JSON answer, not the HTTP parser's plain-text 400; so does a long header."""
+    """Filters of the longest length allowed, as many as allowed, every character percent-encoded (three times as
+    long on the wire), reach the view and get its JSON answer, not the HTTP parser's plain-text 400; so does a
+    long header."""
     checked = Checked(await _document(http, worker))
     longest = 'a="' + "%" * (MAX_FILTER_LEN - 4) + '"'
     await _call(http, worker, checked, Call("GET", f"/history?filter={quote(longest)}", "/history", 200))
     await _call(http, worker, checked, Call("GET", f"/history?filter={quote(longest + 'x')}", "/history", 400))
+    most = "&".join([f"filter={quote(longest)}"] * MAX_MATCHERS)  # all the document allows: ~390 KB
+    await _call(http, worker, checked, Call("GET", f"/history?{most}", "/history", 200))
     cursor = "v1." + ".".join(["0"] * 6000)  # 12 KB, not of this topic: a 400 naming the header
     await _call(http, worker, checked, Call("GET", "/events", "/events", 400, headers={"Last-Event-ID": cursor}))
 
