@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from app import faust_adapter, lag, retention
 from app.faust_adapter import Consumer
 from app.logs import logging_config
+from app.matchers import MAX_FILTER_LEN, MAX_MATCHERS
 from app.pipeline import Pipeline, wire
 from app.settings import Settings
 from app.topics import cluster_replication
@@ -26,6 +27,11 @@ from sinks.postgres import PostgresSink, open_pool
 
 log = logging.getLogger(__name__)
 
+# The HTTP parser's bounds (aiohttp's are 8190 bytes): past them it answers a plain-text 400 before any view runs.
+# A request line holds the most filter= values /openapi.json allows, each of the longest length and every
+# character percent-encoded (three bytes), and the other parameters; a header, the longest /events resume cursor.
+MAX_REQUEST_LINE = MAX_MATCHERS * MAX_FILTER_LEN * 3 + 64 * 1024
+MAX_HEADER_FIELD = 64 * 1024
 EXIT_CONFIG = 78  # EX_CONFIG: this installation cannot run (an untested Faust), restarting will not help
 
 
@@ -150,7 +156,10 @@ def create_app(settings: Settings) -> AlertHistoryApp:
         # pauses when its queue is 80% full: 32 chunks, four batches ahead of the agent.
         stream_buffer_maxsize=40,
         logging_config=logging_config(settings),
-        web_application_options={"client_max_size": settings.max_body_bytes},
+        web_application_options={
+            "client_max_size": settings.max_body_bytes,
+            "handler_args": {"max_line_size": MAX_REQUEST_LINE, "max_field_size": MAX_HEADER_FIELD},
+        },
     )
     app.settings = settings
     app.resources = Resources(settings, loop=app.loop)

@@ -88,7 +88,7 @@ class WebhookIn(BaseModel):
 
     version: str | None = None
     groupKey: str | None = None
-    truncatedAlerts: int = 0
+    truncatedAlerts: int = Field(0, strict=True)  # a number, as documented: not true, "3" or 3.0
     status: Status | None = None
     receiver: Name | None = None  # copied into each alert that has none: the alert's limits
     groupLabels: LabelSet = Field(default_factory=dict)

@@ -16,9 +16,10 @@ from aiohttp import web
 
 from web import params
 from web.api import ApiView, HTTPProblem
+from web.models import NoParams, StaticHeaders
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg|png|html|txt)$", re.ASCII)
-_TYPES = {
+CONTENT_TYPES = {
     "js": "text/javascript",
     "css": "text/css",
     "svg": "image/svg+xml",
@@ -57,16 +58,16 @@ def _serve(request: web.Request, name: str) -> web.Response:
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
     }
-    if request.headers.get("If-None-Match") == etag:
+    if params.header(request, StaticHeaders, "if_none_match") == etag:
         return web.Response(status=304, headers=headers)
-    return web.Response(body=body, headers={**headers, "Content-Type": _TYPES[name.rsplit(".", 1)[1]]})
+    return web.Response(body=body, headers={**headers, "Content-Type": CONTENT_TYPES[name.rsplit(".", 1)[1]]})
 
 
 class Dashboard(ApiView):
     """`/`: the page shell."""
 
     async def get(self, request: web.Request) -> web.Response:
-        params.query(request)  # its state lives in the fragment (#/…); the query takes nothing
+        params.read(request, NoParams)  # its state lives in the fragment (#/…); the query takes nothing
         return _serve(request, "index.html")
 
 

@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
 
 from agents.enrich.shared import RedisDown, for_app
-from app.settings import ENV_PREFIX, EnrichmentMode
+from app.settings import ENV_PREFIX
 from web import params
 from web.api import ApiView, Busy, json_response, read_json
-
-
-class ModeIn(BaseModel):
-    """PUT body."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: EnrichmentMode
-
-
-class ModeOut(BaseModel):
-    """GET and PUT answer: the mode, and whether every node shares it (Redis) or it is this process's alone."""
-
-    mode: EnrichmentMode
-    scope: Literal["cluster", "process"]
-    note: str | None = None
-
+from web.models import ModeIn, ModeOut, NoParams
 
 _PROCESS_ONLY = (
     f"{ENV_PREFIX}REDIS_URL is not set: the mode is this process's alone (other nodes keep theirs, and a restart "
@@ -37,7 +18,7 @@ _PROCESS_ONLY = (
 
 class EnrichmentModeView(ApiView):
     async def get(self, request: web.Request) -> web.Response:
-        params.query(request)  # takes no parameters, but refuses what no read accepts
+        params.read(request, NoParams)  # refuses what no read accepts (NUL, invalid UTF-8)
         modes = for_app(self.app).modes
         mode = await modes.refresh()
         return self._answer(ModeOut(mode=mode, scope="cluster" if modes.shared else "process"))

@@ -25,13 +25,13 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
-from pydantic import BaseModel, Field
 
 from app import metrics
 from app.matchers import Matcher
 from app.redact import describe
 from web import params, sse
 from web.api import ApiView, Busy, HTTPProblem
+from web.models import EventsHeaders, EventsParams
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,6 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",  # nginx: pass each event on at once
 }
-
-
-class EventsQuery(BaseModel):
-    """The query of /events (the resume cursor may come as the Last-Event-ID header instead)."""
-
-    filter: list[str] = Field(default_factory=list, description="Alertmanager matchers, as /history's filter")
-    cursor: str | None = Field(None, description="an SSE id of an earlier stream: resume after it")
 
 
 def _consumer(brokers: str, client_id: str, reset: str) -> AIOKafkaConsumer:
@@ -369,11 +362,11 @@ class Events(ApiView):
         settings = self.app.settings
         if not settings.events_enabled:
             raise HTTPProblem(404, "events: ALERT_HISTORY_EVENTS_ENABLED is false here, so there is no events topic")
-        q = params.query(request)
-        query = EventsQuery(filter=q.getall("filter", []), cursor=params.one(q, "cursor"))
-        matchers = params.matchers(q)
-        header = request.headers.get("Last-Event-ID", "").strip()
-        raw_cursor, source = (header, "Last-Event-ID") if header else (query.cursor, "cursor")
+        q = params.read(request, EventsParams)
+        cursor_param = q.one("cursor")
+        matchers = q.matchers()
+        header = (params.header(request, EventsHeaders, "last_event_id") or "").strip()
+        raw_cursor, source = (header, "Last-Event-ID") if header else (cursor_param, "cursor")
         if Events.streams >= settings.events_streams:
             raise Busy(
                 429,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -19,14 +20,15 @@ from app.events import from_row as event_json
 from app.events import rfc3339
 from app.faust_adapter import raw_producer
 from app.matchers import matchers_to_sql
-from app.models import PostableAlerts, WebhookIn
+from app.models import FINGERPRINT, PostableAlerts, WebhookIn
 from app.produce import OutMessage, bridge, max_message_size, message_size
-from web import openapi, params
+from web import models, openapi, params
 from web.api import ApiView, Busy, HTTPProblem, json_response, read_json
 from web.queries import BUCKETS, HistoryQuery, ReportQuery, episodes, gettable_alert
 from web.stream import NdjsonStream
 
 log = logging.getLogger(__name__)
+FINGERPRINT_RE = re.compile(FINGERPRINT)
 
 
 def topic_messages(app: Any, sent: list[Any], receiver: str | None, source: str) -> list[OutMessage]:
@@ -73,10 +75,10 @@ class AlertsV2(ApiView):
     """Alertmanager API v2 `/api/v2/alerts`: Prometheus can list us as an Alertmanager, amtool can query us."""
 
     async def get(self, request: web.Request) -> web.Response:
-        q = params.query(request)
-        wanted = {flag: params.boolean(q, flag, True) for flag in ("active", "silenced", "inhibited", "unprocessed")}
-        receiver = params.regex(q, "receiver")  # RE2, matched here in linear time
-        matchers = params.matchers(q)
+        q = params.read(request, models.AlertsParams)
+        wanted = {flag: q.boolean(flag) for flag in ("active", "silenced", "inhibited", "unprocessed")}
+        receiver = q.regex("receiver")  # RE2, matched here in linear time
+        matchers = q.matchers()
         if not wanted["active"]:
             return json_response([])  # nothing here is silenced, inhibited or unprocessed: all is active
         clauses, args = matchers_to_sql(matchers, "labels", 1)
@@ -105,16 +107,16 @@ class History(ApiView):
     streams = 0  # format=ndjson streams open in this process (this node)
 
     async def get(self, request: web.Request) -> web.StreamResponse:
-        q = params.query(request)
-        since, until = params.time_range(q, datetime.now(UTC))
-        ndjson = params.choice(q, "format", ("json", "ndjson"), "json") == "ndjson"
-        limit = params.integer(q, "limit", 100, 1, 1000)
+        q = params.read(request, models.HistoryParams)
+        since, until = q.time_range(datetime.now(UTC))
+        ndjson = q.choice("format") == "ndjson"
+        limit = q.integer("limit")
         query = HistoryQuery(
-            matchers=params.matchers(q),
+            matchers=q.matchers(),
             since=since,
             until=until,
-            status=params.status(q),
-            before=params.decode_cursor(q),
+            status=q.choice("status"),
+            before=q.cursor(),
             limit=None if ndjson else limit,
         )
         if ndjson:
@@ -145,8 +147,8 @@ class History(ApiView):
 
 class AlertTimeline(ApiView):
     async def get(self, request: web.Request, fingerprint: str) -> web.Response:
-        params.query(request)  # takes no parameters, but refuses what no read accepts (NUL, invalid UTF-8)
-        if len(fingerprint) != 16 or any(c not in "0123456789abcdef" for c in fingerprint):
+        params.read(request, models.NoParams)  # refuses what no read accepts (NUL, invalid UTF-8)
+        if not FINGERPRINT_RE.fullmatch(fingerprint):
             raise HTTPProblem(400, "fingerprint: must be 16 lowercase hex digits")
         sql, args = HistoryQuery(fingerprint=fingerprint, limit=None, oldest_first=True).sql()
         async with self.snapshot() as conn:
@@ -167,15 +169,15 @@ class Report(ApiView):
     """Totals, noisiest and flapping alerts, MTTR and a time series, over a range (default: the last 24 h)."""
 
     async def get(self, request: web.Request) -> web.Response:
-        q = params.query(request)
+        q = params.read(request, models.ReportParams)
         now = datetime.now(UTC)
-        since, until = params.time_range(q, now)
-        bucket = params.choice(q, "bucket", tuple(BUCKETS), "1h")
+        since, until = q.time_range(now)
+        bucket = q.choice("bucket")
         report = ReportQuery(
             since=since or params.day_before(until or now),
             until=until or now,
-            matchers=params.matchers(q),
-            top=params.integer(q, "top", 10, 1, 100),
+            matchers=q.matchers(),
+            top=q.integer("top"),
             bucket=BUCKETS[bucket or "1h"],
         )
         async with self.snapshot(report.matchers) as conn:
@@ -188,7 +190,7 @@ class StatusV2(ApiView):
     started = datetime.now(UTC)
 
     async def get(self, request: web.Request) -> web.Response:
-        params.query(request)  # takes no parameters, but refuses what no read accepts (NUL, invalid UTF-8)
+        params.read(request, models.NoParams)  # refuses what no read accepts (NUL, invalid UTF-8)
         return json_response(
             {
                 "cluster": {"name": self.app.settings.app_id, "status": "disabled", "peers": []},
