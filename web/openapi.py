@@ -416,6 +416,26 @@ PATHS: dict[str, dict[str, Any]] = {
 }
 
 
+def _time_travel(paths: dict[str, dict[str, Any]]) -> None:
+    """`at` on /api/v2/alerts and /history, and the `/at/{at}/` prefix for Alertmanager clients (amtool)."""
+    at = _param("at", "A moment (RFC 3339): answer what was firing then, from history (time travel).", _TIME)
+    paths["/api/v2/alerts"]["get"]["parameters"].append(at)
+    paths["/history"]["get"]["parameters"] = [*paths["/history"]["get"]["parameters"], {
+        **at, "description": "A moment (RFC 3339): for each alert firing then, the event that opened its episode; "
+        "not with since, until or status.",
+    }]  # fmt: skip
+    in_path = {**at, "in": "path", "required": True}
+    am_error = _json(_STR, "Alertmanager's error shape: a JSON string naming the parameter.")
+    for name in ("alerts", "status"):
+        get = {**paths[f"/api/v2/{name}"]["get"], "summary": f"/api/v2/{name} as it answered at `at` (time travel)."}
+        get["parameters"] = [in_path, *(p for p in get.get("parameters", ()) if p["name"] != "at")]
+        get["responses"] = {**get["responses"], "400": am_error}
+        paths[f"/at/{{at}}/api/v2/{name}"] = {"get": get}
+
+
+_time_travel(PATHS)
+
+
 def document(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",

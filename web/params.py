@@ -175,3 +175,9 @@ def decode_cursor(q: MultiMapping[str]) -> tuple[datetime, int] | None:
     except (ValueError, UnicodeError, OverflowError):  # binascii.Error is a ValueError
         pass
     raise HTTPProblem(400, "cursor: not a cursor this service returned")
+
+
+def moment(q: MultiMapping[str], name: str) -> datetime | None:
+    """A point in time (`at`: time travel) as parse_time reads it, or None when absent."""
+    raw = one(q, name)
+    return parse_time(name, raw, datetime.now(UTC)) if raw is not None else None

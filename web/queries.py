@@ -244,3 +244,42 @@ def _pivot(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         p["by_status"][r["status"]] = p["by_status"].get(r["status"], 0) + n
         p["by_severity"][r["severity"]] = p["by_severity"].get(r["severity"], 0) + n
     return list(points.values())
+
+
+def firing_at_sql(matchers: Sequence[Matcher], at: datetime) -> tuple[str, list[Any]]:
+    """Alerts firing at `at`, from their episodes (migration 013), as `gettable_alert` rows; one per alert (its
+    latest-starting episode when a new startsAt came before the old one had ended)."""
+    clauses, args = matchers_to_sql(matchers, "labels", 2)
+    where = "".join(f" AND {c}" for c in clauses)
+    sql = (
+        "SELECT * FROM (SELECT DISTINCT ON (fingerprint) fingerprint, labels, annotations, starts_at, ends_at, "
+        "generator_url, updated_at AS last_seen_at, receiver FROM alert_episodes "
+        f"WHERE active @> $1::timestamptz{where} ORDER BY fingerprint, starts_at DESC) AS firing "
+        "ORDER BY starts_at, fingerprint"
+    )
+    return sql, [at, *args]
+
+
+def history_at_sql(
+    matchers: Sequence[Matcher], at: datetime, before: tuple[datetime, int] | None, limit: int | None
+) -> tuple[str, list[Any]]:
+    """/history?at=: for each alert firing at `at`, the event that opened its episode, newest first, paged by the
+    same (received_at, id) cursor as /history."""
+    clauses, args = matchers_to_sql(matchers, "labels", 2)
+    where = "".join(f" AND {c}" for c in clauses)
+    params: list[Any] = [at, *args]
+    page = ""
+    if before is not None:
+        params.extend(before)
+        page = f"WHERE (e.received_at, e.id) < (${len(params) - 1}, ${len(params)}) "
+    sql = (
+        f"SELECT {', '.join('e.' + c.strip() for c in EVENT_COLUMNS.split(','))} FROM ("
+        "SELECT DISTINCT ON (fingerprint) event_id, event_received_at FROM alert_episodes "
+        f"WHERE active @> $1::timestamptz{where} ORDER BY fingerprint, starts_at DESC) AS p "
+        "JOIN alert_events AS e ON e.id = p.event_id AND e.received_at = p.event_received_at "
+        f"{page}ORDER BY e.received_at DESC, e.id DESC"
+    )
+    if limit is not None:
+        params.append(limit)
+        sql += f" LIMIT ${len(params)}"
+    return sql, params

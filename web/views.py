@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
@@ -12,18 +12,27 @@ from typing import Any
 import orjson
 import prometheus_client
 from aiohttp import web
+from multidict import MultiMapping
 
 from app import metrics, redact, validation
 from app.errors import InvalidAlert
 from app.events import from_row as event_json
 from app.events import rfc3339
 from app.faust_adapter import raw_producer
-from app.matchers import matchers_to_sql
+from app.matchers import Matcher, matchers_to_sql
 from app.models import PostableAlerts, WebhookIn
 from app.produce import OutMessage, bridge, max_message_size, message_size
 from web import openapi, params
 from web.api import ApiView, Busy, HTTPProblem, json_response, read_json
-from web.queries import BUCKETS, HistoryQuery, ReportQuery, episodes, gettable_alert
+from web.queries import (
+    BUCKETS,
+    HistoryQuery,
+    ReportQuery,
+    episodes,
+    firing_at_sql,
+    gettable_alert,
+    history_at_sql,
+)
 from web.stream import NdjsonStream
 
 log = logging.getLogger(__name__)
@@ -58,6 +67,31 @@ def topic_messages(app: Any, sent: list[Any], receiver: str | None, source: str)
     return out
 
 
+async def firing_alerts(view: ApiView, q: MultiMapping[str], at: datetime | None) -> web.Response:
+    """Alertmanager's gettable alerts firing now (the alerts rows), or at `at` (their episodes: time travel)."""
+    wanted = {flag: params.boolean(q, flag, True) for flag in ("active", "silenced", "inhibited", "unprocessed")}
+    receiver = params.regex(q, "receiver")  # RE2, matched here in linear time
+    matchers = params.matchers(q)
+    if not wanted["active"]:
+        return json_response([])  # nothing here is silenced, inhibited or unprocessed: all is active
+    if at is not None:
+        sql, args = firing_at_sql(matchers, at)
+    else:
+        clauses, args = matchers_to_sql(matchers, "labels", 1)
+        sql = (
+            "SELECT fingerprint, labels, annotations, starts_at, ends_at, generator_url, last_seen_at, receiver "
+            "FROM alerts WHERE status = 'firing' AND (ends_at IS NULL OR ends_at > now()) "
+            + "".join(f"AND {c} " for c in clauses)
+            + "ORDER BY starts_at, fingerprint"
+        )
+    async with view.snapshot(matchers) as conn:
+        rows = await conn.fetch(sql, *args)
+    alerts = [gettable_alert(r) for r in rows]
+    if receiver is not None:
+        alerts = [a for a in alerts if any(receiver.fullmatch(x["name"]) for x in a["receivers"])]
+    return json_response(alerts)
+
+
 class Webhook(ApiView):
     """Alertmanager webhook receiver (payload version 4) → topic."""
 
@@ -74,24 +108,7 @@ class AlertsV2(ApiView):
 
     async def get(self, request: web.Request) -> web.Response:
         q = params.query(request)
-        wanted = {flag: params.boolean(q, flag, True) for flag in ("active", "silenced", "inhibited", "unprocessed")}
-        receiver = params.regex(q, "receiver")  # RE2, matched here in linear time
-        matchers = params.matchers(q)
-        if not wanted["active"]:
-            return json_response([])  # nothing here is silenced, inhibited or unprocessed: all is active
-        clauses, args = matchers_to_sql(matchers, "labels", 1)
-        sql = (
-            "SELECT fingerprint, labels, annotations, starts_at, ends_at, generator_url, last_seen_at, receiver "
-            "FROM alerts WHERE status = 'firing' AND (ends_at IS NULL OR ends_at > now()) "
-            + "".join(f"AND {c} " for c in clauses)
-            + "ORDER BY starts_at, fingerprint"
-        )
-        async with self.snapshot(matchers) as conn:
-            rows = await conn.fetch(sql, *args)
-        alerts = [gettable_alert(r) for r in rows]
-        if receiver is not None:
-            alerts = [a for a in alerts if any(receiver.fullmatch(x["name"]) for x in a["receivers"])]
-        return json_response(alerts)
+        return await firing_alerts(self, q, params.moment(q, "at"))
 
     async def post(self, request: web.Request) -> web.Response:
         _, sent = await read_json(request, PostableAlerts, wrap=lambda data: {"alerts": data})
@@ -109,6 +126,7 @@ class History(ApiView):
         since, until = params.time_range(q, datetime.now(UTC))
         ndjson = params.choice(q, "format", ("json", "ndjson"), "json") == "ndjson"
         limit = params.integer(q, "limit", 100, 1, 1000)
+        at = params.moment(q, "at")
         query = HistoryQuery(
             matchers=params.matchers(q),
             since=since,
@@ -117,16 +135,23 @@ class History(ApiView):
             before=params.decode_cursor(q),
             limit=None if ndjson else limit,
         )
+        if at is None:
+            sql, args = query.sql()
+        else:  # time travel: one event per alert firing at that moment
+            if since is not None or until is not None or query.status is not None:
+                raise HTTPProblem(400, "at: a moment; it does not combine with since, until or status")
+            sql, args = history_at_sql(query.matchers, at, query.before, query.limit)
         if ndjson:
-            return await self._stream(request, query)
-        sql, args = query.sql()
+            return await self._stream(request, query.matchers, sql, args)
         async with self.snapshot(query.matchers) as conn:
             rows = await conn.fetch(sql, *args)
         last = rows[-1] if query.limit and len(rows) == query.limit else None
         nxt = params.encode_cursor(last["received_at"], last["id"]) if last else None
         return json_response({"items": [event_json(r) for r in rows], "next": nxt})
 
-    async def _stream(self, request: web.Request, query: HistoryQuery) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, matchers: Sequence[Matcher], sql: str, args: list[Any]
+    ) -> web.StreamResponse:
         settings = self.app.settings
         if History.streams >= settings.ndjson_streams:
             raise Busy(
@@ -138,7 +163,7 @@ class History(ApiView):
         History.streams += 1
         try:
             stream = NdjsonStream(request, settings.ndjson_max_seconds, settings.ndjson_write_timeout)
-            return await stream.run(self.snapshot(query.matchers), *query.sql())
+            return await stream.run(self.snapshot(matchers), sql, args)
         finally:
             History.streams -= 1
 
