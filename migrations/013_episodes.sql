@@ -29,8 +29,10 @@ CREATE INDEX alert_episodes_labels ON alert_episodes USING gin (labels jsonb_pat
 CREATE INDEX alert_episodes_empty ON alert_episodes (starts_at) WHERE isempty(active);
 
 -- The batch's messages per episode, in their order: the new rows (p_events, offset order within a fingerprint),
--- then each alert's last decoded message (p_alerts), which is how a resend's new endsAt arrives. A resolve's end
--- is its endsAt, or when it came without one, when it was received.
+-- each alert's last decoded message (p_alerts), which is how a resend's new endsAt arrives, and the resends with
+-- new content of an episode the batch then moved past (p_alerts element 15: [starts_ms, status, ends_us,
+-- received_ms, annotations, generator_url, receiver, rows before it, event id]). A resolve's end is its endsAt,
+-- or when it came without one, when its row was received.
 CREATE FUNCTION alert_history_episodes_batch(p_events jsonb, p_alerts jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -43,13 +45,19 @@ BEGIN
                to_timestamp((r->>8)::bigint / 1e3::float8) AS received_at,
                to_timestamp((r->>10)::bigint / 1e3::float8) AS seen,
                r->3 AS labels, r->4 AS annotations, r->>7 AS generator_url, r->>15 AS receiver,
-               (r->>0)::bigint AS event_id, n AS ord, true AS is_row
+               (r->>0)::bigint AS event_id, n::numeric AS ord, true AS is_row
         FROM jsonb_array_elements(p_events) WITH ORDINALITY AS t(r, n)
         UNION ALL
         SELECT r->>0, alert_history_from_us((r->>4)::bigint * 1000), r->>3, alert_history_from_us((r->>5)::bigint),
                to_timestamp((r->>7)::bigint / 1e3::float8), to_timestamp((r->>8)::bigint / 1e3::float8),
                r->1, r->2, r->>6, r->>13, (r->>9)::bigint, 1000000000 + n, false
         FROM jsonb_array_elements(p_alerts) WITH ORDINALITY AS t(r, n)
+        UNION ALL
+        SELECT r->>0, alert_history_from_us((s->>0)::bigint * 1000), s->>1, alert_history_from_us((s->>2)::bigint),
+               to_timestamp((s->>3)::bigint / 1e3::float8), to_timestamp((s->>3)::bigint / 1e3::float8),
+               r->1, s->4, s->>5, s->>6, (s->>8)::bigint, (s->>7)::numeric + 0.5, false
+        FROM jsonb_array_elements(p_alerts) AS r
+        CROSS JOIN LATERAL jsonb_array_elements(CASE jsonb_typeof(r->15) WHEN 'array' THEN r->15 ELSE '[]' END) AS s
     ), ep AS (
         SELECT fingerprint, starts_at, bool_or(status = 'resolved') AS resolved,
                (array_agg(coalesce(ends_at, received_at) ORDER BY ord DESC) FILTER (WHERE status = 'resolved'))[1]
@@ -115,13 +123,14 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;
     -- Each alert's current episode: its last message, resends included, as the sink saw it.
     UPDATE alert_episodes AS e
-       SET ends_at = CASE WHEN a.status = 'resolved' THEN coalesce(a.ends_at, a.since) ELSE a.ends_at END,
+       SET ends_at = CASE WHEN a.status = 'resolved' THEN coalesce(a.ends_at, a.since)
+                          WHEN e.resolved THEN e.ends_at ELSE a.ends_at END,
+           resolved = e.resolved OR a.status = 'resolved',
            labels = a.labels, annotations = a.annotations, generator_url = a.generator_url, receiver = a.receiver,
            updated_at = greatest(e.updated_at, a.last_seen_at)
       FROM alerts AS a
      WHERE e.fingerprint = a.fingerprint
        AND e.starts_at = date_trunc('milliseconds', a.starts_at + interval '0.5 milliseconds')
-       AND e.resolved = (a.status = 'resolved')
        AND e.starts_at >= p_from AND e.starts_at < p_to;
     RETURN n;
 END $$;

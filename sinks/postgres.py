@@ -78,6 +78,9 @@ class BatchRows:
         content: dict[str, Outcome] = {}  # its last decoded event: what the alerts row holds
         episodes: dict[str, int] = {}
         resumes: dict[str, int | None] = {}
+        # Resends with new content of an episode the batch then moved past: the episodes table needs their
+        # endsAt (migration 013), the alerts row only the last message.
+        superseded: dict[str, list[list[object]]] = {}
         for o in outcomes:
             if o.state is None or o.decision in (Decision.REPLAYED, Decision.LATE):
                 continue
@@ -99,13 +102,16 @@ class BatchRows:
                 resumes[fp] = st.starts_at_ms if o.opens_episode is None else None
             final[fp] = st
             if o.event is not None:
+                prev = content.get(fp)
+                if prev is not None and prev.decision not in NEW_ROW and _moved_on(prev, o):
+                    superseded.setdefault(fp, []).append(_superseded(prev, len(rows.inserts)))
                 content[fp] = o
         for fp, st in final.items():
             last = content.get(fp)
             if last is None:  # only resends of what the row holds: it was last seen now, nothing else changed
                 rows.touches[fp] = st.last_seen_ms
             else:  # resends after a decoded event in this batch repeat its bytes: its content, the final state
-                rows.alerts[fp] = [*_alert_row(last, st, episodes=episodes[fp]), resumes[fp]]
+                rows.alerts[fp] = [*_alert_row(last, st, episodes=episodes[fp]), resumes[fp], superseded.get(fp)]
         return rows
 
     def days(self) -> set[date]:
@@ -120,6 +126,23 @@ def _event_row(o: Outcome, st: FingerprintState) -> list[object]:
         st.event_id, e.fingerprint, e.status, e.labels, e.annotations, _us(e.starts_at),
         _us(e.ends_at), e.generator_url, st.received_ms, o.decision.value, st.last_seen_ms,
         st.duplicates, st.flapping, o.severity, e.source, e.receiver,
+    ]  # fmt: skip
+
+
+def _moved_on(prev: Outcome, o: Outcome) -> bool:
+    """Whether `o` belongs to another episode or status than the resend `prev` (both decoded)."""
+    assert prev.event is not None and o.event is not None
+    return (prev.event.status, prev.event.starts_at_ms) != (o.event.status, o.event.starts_at_ms)
+
+
+def _superseded(o: Outcome, rows_before: int) -> list[object]:
+    """A resend for the episodes table: [starts_ms, status, ends_us, its row's received_ms, annotations,
+    generator_url, receiver, rows of the batch before it, its row's id]."""
+    e, st = o.event, o.state
+    assert e is not None and st is not None
+    return [
+        e.starts_at_ms, e.status, _us(e.ends_at), st.received_ms, e.annotations, e.generator_url, e.receiver,
+        rows_before, st.event_id,
     ]  # fmt: skip
 
 
@@ -295,16 +318,14 @@ class PostgresSink:
     async def refuse(self, topic: str, messages: Mapping[tuple[int, int], str]) -> None:
         assert self.pool is not None
         await self.pool.executemany(
-            "INSERT INTO refused_messages (topic, partition, \"offset\", reason) VALUES ($1, $2, $3, $4) "
+            'INSERT INTO refused_messages (topic, partition, "offset", reason) VALUES ($1, $2, $3, $4) '
             "ON CONFLICT DO NOTHING",
             [(topic, p, o, reason) for (p, o), reason in messages.items()],
         )
 
     async def refused_messages(self, topic: str) -> dict[tuple[int, int], str]:
         assert self.pool is not None
-        rows = await self.pool.fetch(
-            'SELECT partition, "offset", reason FROM refused_messages WHERE topic = $1', topic
-        )
+        rows = await self.pool.fetch('SELECT partition, "offset", reason FROM refused_messages WHERE topic = $1', topic)
         return {(r["partition"], r["offset"]): r["reason"] for r in rows}
 
     async def _holds(self, topic: str, next_offsets: Mapping[int, int]) -> bool:
