@@ -4,13 +4,23 @@
 -- alert's own times decide, not when we received them. startsAt is kept to the millisecond, the precision the
 -- dedup compares at. The sink keeps this table in the batch's transaction (alert_history_episodes_batch);
 -- alert_history_episodes_rebuild derives it from alert_events.
+-- Immutable indeed: minutes and microseconds added to a timestamptz do not depend on the time zone.
+CREATE FUNCTION alert_history_ceil_5min(t timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT date_bin('5 minutes', t - interval '1 microsecond', timestamptz 'epoch') + interval '5 minutes'
+$$;
+
 CREATE TABLE alert_episodes (
     fingerprint       text        NOT NULL,
     starts_at         timestamptz NOT NULL,
     ends_at           timestamptz,
     resolved          boolean     NOT NULL,   -- the end is a resolve's: a later firing copy never moves it
+    -- [startsAt, end rounded up to 5 minutes): the index's key, so a resend moving endsAt within those 5 minutes is
+    -- a HOT update (no index entry). Readers check ends_at for the exact end.
     active            tstzrange   GENERATED ALWAYS AS (
-                          tstzrange(starts_at, CASE WHEN ends_at IS NULL THEN NULL ELSE greatest(starts_at, ends_at) END)
+                          CASE WHEN ends_at IS NULL THEN tstzrange(starts_at, NULL)
+                               WHEN ends_at <= starts_at THEN 'empty'::tstzrange
+                               ELSE tstzrange(starts_at, alert_history_ceil_5min(ends_at)) END
                       ) STORED,
     -- What an Alertmanager client shows, from the episode's last message: no join at read time.
     labels            jsonb       NOT NULL,
@@ -22,62 +32,26 @@ CREATE TABLE alert_episodes (
     event_id          bigint      NOT NULL,
     event_received_at timestamptz NOT NULL,
     PRIMARY KEY (fingerprint, starts_at)
-);
+) WITH (fillfactor = 70);  -- room on the page for those HOT updates
 CREATE INDEX alert_episodes_active ON alert_episodes USING gist (active);
 CREATE INDEX alert_episodes_labels ON alert_episodes USING gin (labels jsonb_path_ops);
 -- Retention finds ended episodes through the GiST index; the empty ones (ended before they started) here.
 CREATE INDEX alert_episodes_empty ON alert_episodes (starts_at) WHERE isempty(active);
 
--- The batch's messages per episode, in their order: the new rows (p_events, offset order within a fingerprint),
--- each alert's last decoded message (p_alerts), which is how a resend's new endsAt arrives, and the resends with
--- new content of an episode the batch then moved past (p_alerts element 15: [starts_ms, status, ends_us,
--- received_ms, annotations, generator_url, receiver, rows before it, event id]). A resolve's end is its endsAt,
--- or when it came without one, when its row was received.
-CREATE FUNCTION alert_history_episodes_batch(p_events jsonb, p_alerts jsonb) RETURNS void
+-- The batch's episodes, collapsed by the sink (sinks/postgres.py, _span): element 15 of each p_alerts row,
+-- [starts_ms, resolved, end_us, first row's id, its received_ms, annotations, generator_url, receiver] per episode
+-- its messages touched. A resolve's end stands against later firing copies; otherwise the last message's end.
+CREATE FUNCTION alert_history_episodes_batch(p_alerts jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF jsonb_array_length(p_events) = 0 AND jsonb_array_length(p_alerts) = 0 THEN
-        RETURN;
-    END IF;
-    WITH msg AS (
-        SELECT r->>1 AS fingerprint, date_trunc('milliseconds', alert_history_from_us((r->>5)::bigint)) AS starts_at,
-               r->>2 AS status, alert_history_from_us((r->>6)::bigint) AS ends_at,
-               to_timestamp((r->>8)::bigint / 1e3::float8) AS received_at,
-               to_timestamp((r->>10)::bigint / 1e3::float8) AS seen,
-               r->3 AS labels, r->4 AS annotations, r->>7 AS generator_url, r->>15 AS receiver,
-               (r->>0)::bigint AS event_id, n::numeric AS ord, true AS is_row
-        FROM jsonb_array_elements(p_events) WITH ORDINALITY AS t(r, n)
-        UNION ALL
-        SELECT r->>0, alert_history_from_us((r->>4)::bigint * 1000), r->>3, alert_history_from_us((r->>5)::bigint),
-               to_timestamp((r->>7)::bigint / 1e3::float8), to_timestamp((r->>8)::bigint / 1e3::float8),
-               r->1, r->2, r->>6, r->>13, (r->>9)::bigint, 1000000000 + n, false
-        FROM jsonb_array_elements(p_alerts) WITH ORDINALITY AS t(r, n)
-        UNION ALL
-        SELECT r->>0, alert_history_from_us((s->>0)::bigint * 1000), s->>1, alert_history_from_us((s->>2)::bigint),
-               to_timestamp((s->>3)::bigint / 1e3::float8), to_timestamp((s->>3)::bigint / 1e3::float8),
-               r->1, s->4, s->>5, s->>6, (s->>8)::bigint, (s->>7)::numeric + 0.5, false
-        FROM jsonb_array_elements(p_alerts) AS r
-        CROSS JOIN LATERAL jsonb_array_elements(CASE jsonb_typeof(r->15) WHEN 'array' THEN r->15 ELSE '[]' END) AS s
-    ), ep AS (
-        SELECT fingerprint, starts_at, bool_or(status = 'resolved') AS resolved,
-               (array_agg(coalesce(ends_at, received_at) ORDER BY ord DESC) FILTER (WHERE status = 'resolved'))[1]
-                   AS resolved_end,
-               (array_agg(ends_at ORDER BY ord DESC) FILTER (WHERE status = 'firing'))[1] AS firing_end,
-               (array_agg(labels ORDER BY ord DESC))[1] AS labels,
-               (array_agg(annotations ORDER BY ord DESC))[1] AS annotations,
-               (array_agg(generator_url ORDER BY ord DESC))[1] AS generator_url,
-               (array_agg(receiver ORDER BY ord DESC))[1] AS receiver,
-               max(seen) AS updated_at,
-               (array_agg(event_id ORDER BY NOT is_row, status <> 'firing', ord))[1] AS event_id,
-               (array_agg(received_at ORDER BY NOT is_row, status <> 'firing', ord))[1] AS event_received_at
-        FROM msg GROUP BY fingerprint, starts_at
-    )
     INSERT INTO alert_episodes AS e (fingerprint, starts_at, ends_at, resolved, labels, annotations, generator_url,
                                      receiver, updated_at, event_id, event_received_at)
-    SELECT fingerprint, starts_at, CASE WHEN resolved THEN resolved_end ELSE firing_end END, resolved, labels,
-           annotations, generator_url, receiver, updated_at, event_id, event_received_at
-    FROM ep
-    ORDER BY fingerprint, starts_at  -- one lock order for concurrent writers
+    SELECT r->>0, alert_history_from_us((s->>0)::bigint * 1000), alert_history_from_us((s->>2)::bigint),
+           (s->>1)::bool, r->1, s->5, s->>6, s->>7, to_timestamp((r->>8)::bigint / 1e3::float8), (s->>3)::bigint,
+           to_timestamp((s->>4)::bigint / 1e3::float8)
+    FROM jsonb_array_elements(p_alerts) AS r
+    CROSS JOIN LATERAL jsonb_array_elements(CASE jsonb_typeof(r->15) WHEN 'array' THEN r->15 ELSE '[]' END) AS s
+    ORDER BY 1, 2  -- one lock order for concurrent writers
     ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
         ends_at = CASE WHEN excluded.resolved OR NOT e.resolved THEN excluded.ends_at ELSE e.ends_at END,
         resolved = e.resolved OR excluded.resolved,
@@ -216,7 +190,7 @@ BEGIN
         WHERE a.fingerprint = u.fingerprint;
     END IF;
 
-    PERFORM alert_history_episodes_batch(p_events, p_alerts);
+    PERFORM alert_history_episodes_batch(p_alerts);
 
     INSERT INTO sink_offsets (topic, partition, next_offset, updated_at)
     SELECT p_topic, p, o, now() FROM unnest(p_partitions, p_next_offsets) AS t(p, o)

@@ -78,9 +78,7 @@ class BatchRows:
         content: dict[str, Outcome] = {}  # its last decoded event: what the alerts row holds
         episodes: dict[str, int] = {}
         resumes: dict[str, int | None] = {}
-        # Resends with new content of an episode the batch then moved past: the episodes table needs their
-        # endsAt (migration 013), the alerts row only the last message.
-        superseded: dict[str, list[list[object]]] = {}
+        spans: dict[str, dict[int, list[object]]] = {}  # fingerprint → startsAt ms → its episode row (_span)
         for o in outcomes:
             if o.state is None or o.decision in (Decision.REPLAYED, Decision.LATE):
                 continue
@@ -101,17 +99,19 @@ class BatchRows:
                 # here, and the upsert takes it back if the alerts row already holds that startsAt.
                 resumes[fp] = st.starts_at_ms if o.opens_episode is None else None
             final[fp] = st
-            if o.event is not None:
-                prev = content.get(fp)
-                if prev is not None and prev.decision not in NEW_ROW and _moved_on(prev, o):
-                    superseded.setdefault(fp, []).append(_superseded(prev, len(rows.inserts)))
+            if o.event is not None:  # a resend decided by its digest repeats what its episode has
+                _span(spans.setdefault(fp, {}), o, st)
                 content[fp] = o
         for fp, st in final.items():
             last = content.get(fp)
             if last is None:  # only resends of what the row holds: it was last seen now, nothing else changed
                 rows.touches[fp] = st.last_seen_ms
             else:  # resends after a decoded event in this batch repeat its bytes: its content, the final state
-                rows.alerts[fp] = [*_alert_row(last, st, episodes=episodes[fp]), resumes[fp], superseded.get(fp)]
+                rows.alerts[fp] = [
+                    *_alert_row(last, st, episodes=episodes[fp]),
+                    resumes[fp],
+                    [x[:8] for x in spans[fp].values()],
+                ]
         return rows
 
     def days(self) -> set[date]:
@@ -129,21 +129,35 @@ def _event_row(o: Outcome, st: FingerprintState) -> list[object]:
     ]  # fmt: skip
 
 
-def _moved_on(prev: Outcome, o: Outcome) -> bool:
-    """Whether `o` belongs to another episode or status than the resend `prev` (both decoded)."""
-    assert prev.event is not None and o.event is not None
-    return (prev.event.status, prev.event.starts_at_ms) != (o.event.status, o.event.starts_at_ms)
-
-
-def _superseded(o: Outcome, rows_before: int) -> list[object]:
-    """A resend for the episodes table: [starts_ms, status, ends_us, its row's received_ms, annotations,
-    generator_url, receiver, rows of the batch before it, its row's id]."""
-    e, st = o.event, o.state
-    assert e is not None and st is not None
-    return [
-        e.starts_at_ms, e.status, _us(e.ends_at), st.received_ms, e.annotations, e.generator_url, e.receiver,
-        rows_before, st.event_id,
-    ]  # fmt: skip
+def _span(spans: dict[int, list[object]], o: Outcome, st: FingerprintState) -> None:
+    """Fold a decoded message into its episode's row for the episodes table (migration 013): [starts_ms, resolved,
+    end_us (its last resolve's endsAt, or when that resolve's row was received; else its last firing message's
+    endsAt; null: open), first row's id, its received_ms, annotations, generator_url, receiver]. The first row is
+    the episode's first firing row when the batch has one."""
+    e = o.event
+    assert e is not None
+    span = spans.get(e.starts_at_ms)
+    if span is None:
+        span = spans[e.starts_at_ms] = [
+            e.starts_at_ms,
+            False,
+            None,
+            st.event_id,
+            st.received_ms,
+            None,
+            None,
+            None,
+            None,
+        ]
+    row = o.decision in NEW_ROW
+    if e.status == "resolved":
+        span[1] = True
+        span[2] = _us(e.ends_at) if e.ends_at is not None else st.received_ms * 1000
+    elif not span[1]:
+        span[2] = _us(e.ends_at)
+    if row and span[8] != "firing-row" and (span[8] is None or e.status == "firing"):
+        span[3], span[4], span[8] = st.event_id, st.received_ms, "firing-row" if e.status == "firing" else "row"
+    span[5], span[6], span[7] = e.annotations, e.generator_url, e.receiver
 
 
 def _alert_row(o: Outcome, st: FingerprintState, *, episodes: int) -> list[object]:

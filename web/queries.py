@@ -246,6 +246,10 @@ def _pivot(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return list(points.values())
 
 
+# An episode firing at $1: the index finds it by its range (its end rounded up, migration 013), ends_at decides.
+FIRING_AT = "active @> $1::timestamptz AND (ends_at IS NULL OR ends_at > $1)"
+
+
 def firing_at_sql(matchers: Sequence[Matcher], at: datetime) -> tuple[str, list[Any]]:
     """Alerts firing at `at`, from their episodes (migration 013), as `gettable_alert` rows; one per alert (its
     latest-starting episode when a new startsAt came before the old one had ended)."""
@@ -254,7 +258,7 @@ def firing_at_sql(matchers: Sequence[Matcher], at: datetime) -> tuple[str, list[
     sql = (
         "SELECT * FROM (SELECT DISTINCT ON (fingerprint) fingerprint, labels, annotations, starts_at, ends_at, "
         "generator_url, updated_at AS last_seen_at, receiver FROM alert_episodes "
-        f"WHERE active @> $1::timestamptz{where} ORDER BY fingerprint, starts_at DESC) AS firing "
+        f"WHERE {FIRING_AT}{where} ORDER BY fingerprint, starts_at DESC) AS firing "
         "ORDER BY starts_at, fingerprint"
     )
     return sql, [at, *args]
@@ -275,7 +279,7 @@ def history_at_sql(
     sql = (
         f"SELECT {', '.join('e.' + c.strip() for c in EVENT_COLUMNS.split(','))} FROM ("
         "SELECT DISTINCT ON (fingerprint) event_id, event_received_at FROM alert_episodes "
-        f"WHERE active @> $1::timestamptz{where} ORDER BY fingerprint, starts_at DESC) AS p "
+        f"WHERE {FIRING_AT}{where} ORDER BY fingerprint, starts_at DESC) AS p "
         "JOIN alert_events AS e ON e.id = p.event_id AND e.received_at = p.event_received_at "
         f"{page}ORDER BY e.received_at DESC, e.id DESC"
     )

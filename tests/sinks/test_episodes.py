@@ -34,6 +34,7 @@ from app.records import EPOCH, NEW_ROW, Decision, FingerprintState, Outcome
 from app.services import Endpoints
 from sinks.postgres import PostgresSink
 from tests.fixtures import scratch_database_url, truncate_sink_tables
+from web.queries import FIRING_AT
 
 EXAMPLES = int(os.environ.get("ALERT_HISTORY_EPISODE_EXAMPLES", "120"))
 TOPIC = "alerts"
@@ -210,7 +211,7 @@ async def check(sink: PostgresSink, steps: Sequence[tuple[Any, ...]], seed: int,
         instants = {BASE + timedelta(seconds=s) for s in moments}
         instants |= {t + d for t in edges for d in (-timedelta(milliseconds=1), timedelta(0))}
         for t in sorted(instants):
-            got = await conn.fetch("SELECT fingerprint FROM alert_episodes WHERE active @> $1::timestamptz", t)
+            got = await conn.fetch(f"SELECT fingerprint FROM alert_episodes WHERE {FIRING_AT}", t)
             assert {r["fingerprint"] for r in got} == firing_at(episodes, t), t
 
         # The rebuild from alert_events: the same, where the rows and each alert's current state tell it (a resend's
