@@ -94,7 +94,9 @@ BEGIN
                  (array_agg(received_at ORDER BY status <> 'firing', received_at, id))[1] AS event_received_at
           FROM alert_events
           WHERE date_trunc('milliseconds', starts_at) >= p_from AND date_trunc('milliseconds', starts_at) < p_to
-          GROUP BY 1, 2) AS ep;
+          GROUP BY 1, 2) AS ep
+    -- In time order, as the sink appends them: the episodes firing at one moment share few pages.
+    ORDER BY starts_at;
     GET DIAGNOSTICS n = ROW_COUNT;
     -- Each alert's current episode: its last message, resends included, as the sink saw it.
     UPDATE alert_episodes AS e
