@@ -287,3 +287,27 @@ def history_at_sql(
         params.append(limit)
         sql += f" LIMIT ${len(params)}"
     return sql, params
+
+
+def _sql_time(column: str) -> str:
+    """`rfc3339` in SQL: UTC, to the millisecond, Z."""
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+
+
+def firing_at_json_sql(matchers: Sequence[Matcher], at: datetime) -> tuple[str, list[Any]]:
+    """`firing_at_sql` as the JSON array of `gettable_alert`s, built by PostgreSQL: a moment can hold thousands of
+    alerts, and decoding and re-encoding each in Python took most of the answer's time (docs/performance.md)."""
+    sql, args = firing_at_sql(matchers, at)
+    alert = (
+        "json_build_object('labels', labels, 'annotations', annotations, "
+        f"'startsAt', {_sql_time('starts_at')}, 'endsAt', coalesce({_sql_time('ends_at')}, '{NO_END}'), "
+        f"'updatedAt', {_sql_time('last_seen_at')}, 'generatorURL', generator_url, 'fingerprint', fingerprint, "
+        "'receivers', json_build_array(json_build_object('name', coalesce(receiver, 'alert-history'))), "
+        "'status', json_build_object('state', 'active', 'silencedBy', '[]'::json, 'inhibitedBy', '[]'::json, "
+        "'mutedBy', '[]'::json))"
+    )
+    inner = sql.removeprefix("SELECT * FROM (").rsplit(") AS firing ORDER BY", 1)[0]
+    return (
+        f"SELECT coalesce(json_agg({alert} ORDER BY starts_at, fingerprint), '[]')::text FROM ({inner}) AS firing",
+        args,
+    )
