@@ -268,24 +268,26 @@ def history_at_sql(
     matchers: Sequence[Matcher], at: datetime, before: tuple[datetime, int] | None, limit: int | None
 ) -> tuple[str, list[Any]]:
     """/history?at=: for each alert firing at `at`, the event that opened its episode, newest first, paged by the
-    same (received_at, id) cursor as /history."""
+    same (received_at, id) cursor as /history. The page is cut on the episodes, before joining the events."""
     clauses, args = matchers_to_sql(matchers, "labels", 2)
     where = "".join(f" AND {c}" for c in clauses)
     params: list[Any] = [at, *args]
     page = ""
     if before is not None:
         params.extend(before)
-        page = f"WHERE (e.received_at, e.id) < (${len(params) - 1}, ${len(params)}) "
-    sql = (
-        f"SELECT {', '.join('e.' + c.strip() for c in EVENT_COLUMNS.split(','))} FROM ("
-        "SELECT DISTINCT ON (fingerprint) event_id, event_received_at FROM alert_episodes "
-        f"WHERE {FIRING_AT}{where} ORDER BY fingerprint, starts_at DESC) AS p "
-        "JOIN alert_events AS e ON e.id = p.event_id AND e.received_at = p.event_received_at "
-        f"{page}ORDER BY e.received_at DESC, e.id DESC"
-    )
+        page = f"WHERE (event_received_at, event_id) < (${len(params) - 1}, ${len(params)}) "
+    cut = ""
     if limit is not None:
         params.append(limit)
-        sql += f" LIMIT ${len(params)}"
+        cut = f" LIMIT ${len(params)}"
+    sql = (
+        f"SELECT {', '.join('e.' + c.strip() for c in EVENT_COLUMNS.split(','))} FROM (SELECT * FROM ("
+        "SELECT DISTINCT ON (fingerprint) event_id, event_received_at FROM alert_episodes "
+        f"WHERE {FIRING_AT}{where} ORDER BY fingerprint, starts_at DESC) AS firing "
+        f"{page}ORDER BY event_received_at DESC, event_id DESC{cut}) AS p "
+        "JOIN alert_events AS e ON e.id = p.event_id AND e.received_at = p.event_received_at "
+        "ORDER BY e.received_at DESC, e.id DESC"
+    )
     return sql, params
 
 
