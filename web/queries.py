@@ -298,7 +298,7 @@ def _sql_time(column: str) -> str:
 
 def firing_at_json_sql(matchers: Sequence[Matcher], at: datetime) -> tuple[str, list[Any]]:
     """`firing_at_sql` as the JSON array of `gettable_alert`s, built by PostgreSQL: a moment can hold thousands of
-    alerts, and decoding and re-encoding each in Python took most of the answer's time (docs/performance.md)."""
+    alerts, each otherwise decoded and re-encoded in Python (docs/performance.md has the difference)."""
     sql, args = firing_at_sql(matchers, at)
     alert = (
         "json_build_object('labels', labels, 'annotations', annotations, "
