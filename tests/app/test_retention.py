@@ -71,7 +71,6 @@ async def test_upkeep_drops_refused_messages_and_deliveries_past_retention(pool:
     assert await pool.fetchval("SELECT array_agg(event_id) FROM deliveries WHERE target = $1", topic) == [2]
 
 
-
 async def test_upkeep_drops_episodes_that_ended_before_the_cut(pool: asyncpg.Pool) -> None:
     now = datetime.now(UTC)
     cut = datetime.combine((now - timedelta(days=30)).date(), datetime.min.time(), UTC)
@@ -92,6 +91,7 @@ async def test_upkeep_drops_episodes_that_ended_before_the_cut(pool: asyncpg.Poo
     await upkeep(pool, retention_days=30, now=now)
     kept = await pool.fetch("SELECT starts_at FROM alert_episodes WHERE fingerprint = $1 ORDER BY 1", fp)
     assert [r["starts_at"] for r in kept] == [cut - timedelta(days=1), cut - timedelta(hours=1)]
+
 
 async def test_the_sink_recreates_a_day_dropped_behind_its_back(endpoints: Endpoints) -> None:
     from agents import dedup, state
