@@ -78,6 +78,7 @@ class BatchRows:
         content: dict[str, Outcome] = {}  # its last decoded event: what the alerts row holds
         episodes: dict[str, int] = {}
         resumes: dict[str, int | None] = {}
+        spans: dict[str, dict[int, list[object]]] = {}  # fingerprint → startsAt ms → its episode row (_span)
         for o in outcomes:
             if o.state is None or o.decision in (Decision.REPLAYED, Decision.LATE):
                 continue
@@ -98,14 +99,19 @@ class BatchRows:
                 # here, and the upsert takes it back if the alerts row already holds that startsAt.
                 resumes[fp] = st.starts_at_ms if o.opens_episode is None else None
             final[fp] = st
-            if o.event is not None:
+            if o.event is not None:  # a resend decided by its digest repeats what its episode has
+                _span(spans.setdefault(fp, {}), o, st)
                 content[fp] = o
         for fp, st in final.items():
             last = content.get(fp)
             if last is None:  # only resends of what the row holds: it was last seen now, nothing else changed
                 rows.touches[fp] = st.last_seen_ms
             else:  # resends after a decoded event in this batch repeat its bytes: its content, the final state
-                rows.alerts[fp] = [*_alert_row(last, st, episodes=episodes[fp]), resumes[fp]]
+                rows.alerts[fp] = [
+                    *_alert_row(last, st, episodes=episodes[fp]),
+                    resumes[fp],
+                    [x[:8] for x in spans[fp].values()],
+                ]
         return rows
 
     def days(self) -> set[date]:
@@ -121,6 +127,37 @@ def _event_row(o: Outcome, st: FingerprintState) -> list[object]:
         _us(e.ends_at), e.generator_url, st.received_ms, o.decision.value, st.last_seen_ms,
         st.duplicates, st.flapping, o.severity, e.source, e.receiver,
     ]  # fmt: skip
+
+
+def _span(spans: dict[int, list[object]], o: Outcome, st: FingerprintState) -> None:
+    """Fold a decoded message into its episode's row for the episodes table (migration 013): [starts_ms, resolved,
+    end_us (its last resolve's endsAt, or when that resolve's row was received; else its last firing message's
+    endsAt; null: open), first row's id, its received_ms, annotations, generator_url, receiver]. The first row is
+    the episode's first firing row when the batch has one."""
+    e = o.event
+    assert e is not None
+    span = spans.get(e.starts_at_ms)
+    if span is None:
+        span = spans[e.starts_at_ms] = [
+            e.starts_at_ms,
+            False,
+            None,
+            st.event_id,
+            st.received_ms,
+            None,
+            None,
+            None,
+            None,
+        ]
+    row = o.decision in NEW_ROW
+    if e.status == "resolved":
+        span[1] = True
+        span[2] = _us(e.ends_at) if e.ends_at is not None else st.received_ms * 1000
+    elif not span[1]:
+        span[2] = _us(e.ends_at)
+    if row and span[8] != "firing-row" and (span[8] is None or e.status == "firing"):
+        span[3], span[4], span[8] = st.event_id, st.received_ms, "firing-row" if e.status == "firing" else "row"
+    span[5], span[6], span[7] = e.annotations, e.generator_url, e.receiver
 
 
 def _alert_row(o: Outcome, st: FingerprintState, *, episodes: int) -> list[object]:
@@ -295,16 +332,14 @@ class PostgresSink:
     async def refuse(self, topic: str, messages: Mapping[tuple[int, int], str]) -> None:
         assert self.pool is not None
         await self.pool.executemany(
-            "INSERT INTO refused_messages (topic, partition, \"offset\", reason) VALUES ($1, $2, $3, $4) "
+            'INSERT INTO refused_messages (topic, partition, "offset", reason) VALUES ($1, $2, $3, $4) '
             "ON CONFLICT DO NOTHING",
             [(topic, p, o, reason) for (p, o), reason in messages.items()],
         )
 
     async def refused_messages(self, topic: str) -> dict[tuple[int, int], str]:
         assert self.pool is not None
-        rows = await self.pool.fetch(
-            'SELECT partition, "offset", reason FROM refused_messages WHERE topic = $1', topic
-        )
+        rows = await self.pool.fetch('SELECT partition, "offset", reason FROM refused_messages WHERE topic = $1', topic)
         return {(r["partition"], r["offset"]): r["reason"] for r in rows}
 
     async def _holds(self, topic: str, next_offsets: Mapping[int, int]) -> bool:

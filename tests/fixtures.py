@@ -190,6 +190,14 @@ async def db(endpoints: Endpoints) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
+# What the history sink writes: tests that start each example empty truncate these.
+SINK_TABLES = ("alert_events", "alerts", "alert_episodes", "sink_offsets")
+
+
+async def truncate_sink_tables(conn: asyncpg.Connection) -> None:
+    await conn.execute(f"TRUNCATE {', '.join(SINK_TABLES)}")
+
+
 def unique(prefix: str = "T") -> str:
     """A label value no other test uses."""
     return f"{prefix}{uuid.uuid4().hex[:10]}"

@@ -184,9 +184,13 @@ class ApiView(View):
         regexes = [(str(m), m.sql_regex) for m in matchers if m.op in (MatchOp.RE, MatchOp.NRE)]
         return read_tx(self.app.resources.db, self.app.settings.query_timeout, regexes)
 
+    def error_body(self, message: str) -> Any:
+        """An error response's JSON body; the Alertmanager-compatible views answer as Alertmanager does."""
+        return {"error": message}
+
     def _problem(self, endpoint: str, status: int, message: str) -> web.Response:
         metrics.REJECTED.labels(endpoint, str(status)).inc()
-        return json_response({"error": message}, status=status)
+        return json_response(self.error_body(message), status=status)
 
     def _route(self, request: web.Request) -> str:
         """The pattern the request matched (/alerts/{fingerprint}/history), which web.auth's rule is keyed by."""
@@ -209,7 +213,9 @@ class ApiView(View):
 
     def _unauthorized(self, endpoint: str, denied: auth.Denied) -> web.Response:
         metrics.REJECTED.labels(endpoint, "401").inc()
-        return json_response({"error": denied.message}, status=401, headers={"WWW-Authenticate": denied.challenge})
+        return json_response(
+            self.error_body(denied.message), status=401, headers={"WWW-Authenticate": denied.challenge}
+        )
 
 
 async def read_json(request: web.Request, model: type[M], wrap: Callable[[Any], Any] | None = None) -> tuple[M, Any]:

@@ -62,10 +62,19 @@ class NoParams(_Params):
     """An endpoint that reads no query parameter (the query string is still checked: UTF-8, no NUL)."""
 
 
+At = Annotated[
+    str | None,
+    Field(None, max_length=MAX_TIME_LEN, description="A moment (RFC 3339, `now` or relative): what was firing then, "
+          "from history (time travel)."),
+]  # fmt: skip
+
+
 class HistoryParams(_Params):
     filter: Filter
     since: Since
     until: Until
+    at: At = Field(None, description="A moment (RFC 3339, `now` or relative): for each alert firing then, the event "
+                   "that opened its episode; not with since, until or status.")  # fmt: skip
     status: Status | None = Field(None, description="Only events of this status.")
     limit: int = Field(100, ge=1, le=1000, description="Page size.")
     cursor: str | None = Field(None, description="The `next` of the previous page.")
@@ -75,13 +84,24 @@ class HistoryParams(_Params):
 _AM_FLAG = "Alertmanager flag; every alert here is active, so only active=false changes the answer (to none)."
 
 
-class AlertsParams(_Params):
+class AlertsAtParams(_Params):
+    """/at/{at}/api/v2/alerts: Alertmanager's parameters; the moment is in the path."""
+
     filter: Filter
     active: bool = Field(True, description=_AM_FLAG)
     silenced: bool = Field(True, description=_AM_FLAG)
     inhibited: bool = Field(True, description=_AM_FLAG)
     unprocessed: bool = Field(True, description=_AM_FLAG)
     receiver: str | None = Field(None, description="Regex (RE2) on the receiver name, anchored.")
+
+
+class AlertsParams(AlertsAtParams):
+    at: At
+
+
+class AtPath(_Params):
+    at: str = Field(max_length=MAX_TIME_LEN, description="A moment: RFC 3339, `now` or relative like `-6h`.",
+                    examples=["2026-11-20T10:00:00Z"])  # fmt: skip
 
 
 class ReportParams(_Params):

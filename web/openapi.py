@@ -40,6 +40,7 @@ class Op:
     headers: type[BaseModel] | None = None
     body: Any = None
     description: str = ""
+    error: Any = m.Error  # the body of its errors, 401 included (the /at/ prefix answers as Alertmanager: a string)
 
 
 HEADERS = {
@@ -56,6 +57,9 @@ def _error(description: str, *headers: str) -> Response:
 BAD = _error("A parameter is malformed; the message names it.")
 UNAVAILABLE = _error("PostgreSQL unavailable, or the query hit the statement timeout.", "Retry-After")
 READ_ERRORS = {400: BAD, 503: UNAVAILABLE}
+# Under /at/, errors are Alertmanager's: a JSON string (amtool prints it).
+AM_BAD = Response("A parameter or the moment is malformed; the message names it.", str)
+AM_READ_ERRORS = {400: AM_BAD, 503: Response(UNAVAILABLE.description, str, headers=("Retry-After",))}
 BODY_ERRORS = {
     400: _error("The body is empty or not JSON."),
     413: _error(
@@ -80,8 +84,14 @@ NOT_MODIFIED = Response("Unchanged since the ETag given in If-None-Match.", head
 OPERATIONS: tuple[Op, ...] = (
     Op("/webhook", "post", "Alertmanager webhook receiver: every alert of the body onto the topic.",
        {202: Response("Kafka acknowledged every alert.", m.Accepted), **PRODUCE_ERRORS}, query=None, body=m.Webhook),
-    Op("/api/v2/alerts", "get", "Alertmanager v2: alerts firing now (amtool alert query).",
+    Op("/api/v2/alerts", "get", "Alertmanager v2: alerts firing now, or at `at` (amtool alert query).",
        {200: Response("Firing alerts.", m.GettableAlerts), **READ_ERRORS}, m.AlertsParams),
+    Op("/at/{at}/api/v2/alerts", "get", "/api/v2/alerts as it answered at `at` (time travel, for amtool's URL).",
+       {200: Response("The alerts firing at that moment.", m.GettableAlerts), **AM_READ_ERRORS}, m.AlertsAtParams,
+       path_params=m.AtPath, error=str),
+    Op("/at/{at}/api/v2/status", "get", "/api/v2/status under the time-travel prefix (the moment is checked).",
+       {200: Response("cluster, versionInfo, config, uptime", m.AlertmanagerStatus), 400: AM_BAD},
+       path_params=m.AtPath, error=str),
     Op("/api/v2/alerts", "post", "Alertmanager v2 postable alerts (what Prometheus sends) onto the topic.",
        {200: Response("Kafka acknowledged every alert.", m.Accepted), **PRODUCE_ERRORS}, query=None,
        body=m.PostableAlerts),
@@ -231,7 +241,7 @@ def _operation(op: Op, schemas: _Schemas) -> dict[str, Any]:
     responses = dict(op.responses)
     need = auth.access(op.method, op.path)
     if need is not auth.Access.OPEN:
-        responses[401] = _error(_UNAUTHORIZED[need], "WWW-Authenticate")
+        responses[401] = Response(_UNAUTHORIZED[need], op.error, headers=("WWW-Authenticate",))
     out: dict[str, Any] = {
         "operationId": f"{op.method}_{op.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}"
         or f"{op.method}_root",

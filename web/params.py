@@ -150,6 +150,13 @@ class Params:
             raise HTTPProblem(400, "since is after until")
         return since, until
 
+    def moment(self, name: str) -> datetime | None:
+        """A point in time (`at`: time travel) as parse_time reads it, or None when absent."""
+        raw = self.one(name)
+        if raw is None:
+            return None
+        return parse_time(name, raw, datetime.now(UTC), _bound(_field(self.model, name), MaxLen, "max_length"))
+
     def matchers(self) -> list[Matcher]:
         try:
             return parse_filters(self.all("filter"))

@@ -244,3 +244,72 @@ def _pivot(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         p["by_status"][r["status"]] = p["by_status"].get(r["status"], 0) + n
         p["by_severity"][r["severity"]] = p["by_severity"].get(r["severity"], 0) + n
     return list(points.values())
+
+
+# An episode firing at $1: the index finds it by its range (its end rounded up, migration 013), ends_at decides.
+FIRING_AT = "active @> $1::timestamptz AND (ends_at IS NULL OR ends_at > $1)"
+
+
+def firing_at_sql(matchers: Sequence[Matcher], at: datetime) -> tuple[str, list[Any]]:
+    """Alerts firing at `at`, from their episodes (migration 013), as `gettable_alert` rows; one per alert (its
+    latest-starting episode when a new startsAt came before the old one had ended)."""
+    clauses, args = matchers_to_sql(matchers, "labels", 2)
+    where = "".join(f" AND {c}" for c in clauses)
+    sql = (
+        "SELECT * FROM (SELECT DISTINCT ON (fingerprint) fingerprint, labels, annotations, starts_at, ends_at, "
+        "generator_url, updated_at AS last_seen_at, receiver FROM alert_episodes "
+        f"WHERE {FIRING_AT}{where} ORDER BY fingerprint, starts_at DESC) AS firing "
+        "ORDER BY starts_at, fingerprint"
+    )
+    return sql, [at, *args]
+
+
+def history_at_sql(
+    matchers: Sequence[Matcher], at: datetime, before: tuple[datetime, int] | None, limit: int | None
+) -> tuple[str, list[Any]]:
+    """/history?at=: for each alert firing at `at`, the event that opened its episode, newest first, paged by the
+    same (received_at, id) cursor as /history. The page is cut on the episodes, before joining the events."""
+    clauses, args = matchers_to_sql(matchers, "labels", 2)
+    where = "".join(f" AND {c}" for c in clauses)
+    params: list[Any] = [at, *args]
+    page = ""
+    if before is not None:
+        params.extend(before)
+        page = f"WHERE (event_received_at, event_id) < (${len(params) - 1}, ${len(params)}) "
+    cut = ""
+    if limit is not None:
+        params.append(limit)
+        cut = f" LIMIT ${len(params)}"
+    sql = (
+        f"SELECT {', '.join('e.' + c.strip() for c in EVENT_COLUMNS.split(','))} FROM (SELECT * FROM ("
+        "SELECT DISTINCT ON (fingerprint) event_id, event_received_at FROM alert_episodes "
+        f"WHERE {FIRING_AT}{where} ORDER BY fingerprint, starts_at DESC) AS firing "
+        f"{page}ORDER BY event_received_at DESC, event_id DESC{cut}) AS p "
+        "JOIN alert_events AS e ON e.id = p.event_id AND e.received_at = p.event_received_at "
+        "ORDER BY e.received_at DESC, e.id DESC"
+    )
+    return sql, params
+
+
+def _sql_time(column: str) -> str:
+    """`rfc3339` in SQL: UTC, to the millisecond, Z."""
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+
+
+def firing_at_json_sql(matchers: Sequence[Matcher], at: datetime) -> tuple[str, list[Any]]:
+    """`firing_at_sql` as the JSON array of `gettable_alert`s, built by PostgreSQL: a moment can hold thousands of
+    alerts, each otherwise decoded and re-encoded in Python (docs/performance.md has the difference)."""
+    sql, args = firing_at_sql(matchers, at)
+    alert = (
+        "json_build_object('labels', labels, 'annotations', annotations, "
+        f"'startsAt', {_sql_time('starts_at')}, 'endsAt', coalesce({_sql_time('ends_at')}, '{NO_END}'), "
+        f"'updatedAt', {_sql_time('last_seen_at')}, 'generatorURL', generator_url, 'fingerprint', fingerprint, "
+        "'receivers', json_build_array(json_build_object('name', coalesce(receiver, 'alert-history'))), "
+        "'status', json_build_object('state', 'active', 'silencedBy', '[]'::json, 'inhibitedBy', '[]'::json, "
+        "'mutedBy', '[]'::json))"
+    )
+    inner = sql.removeprefix("SELECT * FROM (").rsplit(") AS firing ORDER BY", 1)[0]
+    return (
+        f"SELECT coalesce(json_agg({alert} ORDER BY starts_at, fingerprint), '[]')::text FROM ({inner}) AS firing",
+        args,
+    )

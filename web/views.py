@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
@@ -19,12 +19,21 @@ from app.errors import InvalidAlert
 from app.events import from_row as event_json
 from app.events import rfc3339
 from app.faust_adapter import raw_producer
-from app.matchers import matchers_to_sql
+from app.matchers import Matcher, matchers_to_sql
 from app.models import FINGERPRINT, PostableAlerts, WebhookIn
 from app.produce import OutMessage, bridge, max_message_size, message_size
 from web import models, openapi, params
 from web.api import ApiView, Busy, HTTPProblem, json_response, read_json
-from web.queries import BUCKETS, HistoryQuery, ReportQuery, episodes, gettable_alert
+from web.queries import (
+    BUCKETS,
+    HistoryQuery,
+    ReportQuery,
+    episodes,
+    firing_at_json_sql,
+    firing_at_sql,
+    gettable_alert,
+    history_at_sql,
+)
 from web.stream import NdjsonStream
 
 log = logging.getLogger(__name__)
@@ -60,6 +69,36 @@ def topic_messages(app: Any, sent: list[Any], receiver: str | None, source: str)
     return out
 
 
+async def firing_alerts(view: ApiView, q: params.Params, at: datetime | None) -> web.Response:
+    """Alertmanager's gettable alerts firing now (the alerts rows), or at `at` (their episodes: time travel)."""
+    wanted = {flag: q.boolean(flag) for flag in ("active", "silenced", "inhibited", "unprocessed")}
+    receiver = q.regex("receiver")  # RE2, matched here in linear time
+    matchers = q.matchers()
+    if not wanted["active"]:
+        return json_response([])  # nothing here is silenced, inhibited or unprocessed: all is active
+    if at is not None and receiver is None:  # time travel: the answer as PostgreSQL writes it
+        sql, args = firing_at_json_sql(matchers, at)
+        async with view.snapshot(matchers) as conn:
+            body = await conn.fetchval(sql, *args)
+        return web.Response(text=body, content_type="application/json")
+    if at is not None:
+        sql, args = firing_at_sql(matchers, at)
+    else:
+        clauses, args = matchers_to_sql(matchers, "labels", 1)
+        sql = (
+            "SELECT fingerprint, labels, annotations, starts_at, ends_at, generator_url, last_seen_at, receiver "
+            "FROM alerts WHERE status = 'firing' AND (ends_at IS NULL OR ends_at > now()) "
+            + "".join(f"AND {c} " for c in clauses)
+            + "ORDER BY starts_at, fingerprint"
+        )
+    async with view.snapshot(matchers) as conn:
+        rows = await conn.fetch(sql, *args)
+    alerts = [gettable_alert(r) for r in rows]
+    if receiver is not None:
+        alerts = [a for a in alerts if any(receiver.fullmatch(x["name"]) for x in a["receivers"])]
+    return json_response(alerts)
+
+
 class Webhook(ApiView):
     """Alertmanager webhook receiver (payload version 4) → topic."""
 
@@ -76,24 +115,7 @@ class AlertsV2(ApiView):
 
     async def get(self, request: web.Request) -> web.Response:
         q = params.read(request, models.AlertsParams)
-        wanted = {flag: q.boolean(flag) for flag in ("active", "silenced", "inhibited", "unprocessed")}
-        receiver = q.regex("receiver")  # RE2, matched here in linear time
-        matchers = q.matchers()
-        if not wanted["active"]:
-            return json_response([])  # nothing here is silenced, inhibited or unprocessed: all is active
-        clauses, args = matchers_to_sql(matchers, "labels", 1)
-        sql = (
-            "SELECT fingerprint, labels, annotations, starts_at, ends_at, generator_url, last_seen_at, receiver "
-            "FROM alerts WHERE status = 'firing' AND (ends_at IS NULL OR ends_at > now()) "
-            + "".join(f"AND {c} " for c in clauses)
-            + "ORDER BY starts_at, fingerprint"
-        )
-        async with self.snapshot(matchers) as conn:
-            rows = await conn.fetch(sql, *args)
-        alerts = [gettable_alert(r) for r in rows]
-        if receiver is not None:
-            alerts = [a for a in alerts if any(receiver.fullmatch(x["name"]) for x in a["receivers"])]
-        return json_response(alerts)
+        return await firing_alerts(self, q, q.moment("at"))
 
     async def post(self, request: web.Request) -> web.Response:
         _, sent = await read_json(request, PostableAlerts, wrap=lambda data: {"alerts": data})
@@ -111,6 +133,7 @@ class History(ApiView):
         since, until = q.time_range(datetime.now(UTC))
         ndjson = q.choice("format") == "ndjson"
         limit = q.integer("limit")
+        at = q.moment("at")
         query = HistoryQuery(
             matchers=q.matchers(),
             since=since,
@@ -119,16 +142,23 @@ class History(ApiView):
             before=q.cursor(),
             limit=None if ndjson else limit,
         )
+        if at is None:
+            sql, args = query.sql()
+        else:  # time travel: one event per alert firing at that moment
+            if since is not None or until is not None or query.status is not None:
+                raise HTTPProblem(400, "at: a moment; it does not combine with since, until or status")
+            sql, args = history_at_sql(query.matchers, at, query.before, query.limit)
         if ndjson:
-            return await self._stream(request, query)
-        sql, args = query.sql()
+            return await self._stream(request, query.matchers, sql, args)
         async with self.snapshot(query.matchers) as conn:
             rows = await conn.fetch(sql, *args)
         last = rows[-1] if query.limit and len(rows) == query.limit else None
         nxt = params.encode_cursor(last["received_at"], last["id"]) if last else None
         return json_response({"items": [event_json(r) for r in rows], "next": nxt})
 
-    async def _stream(self, request: web.Request, query: HistoryQuery) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, matchers: Sequence[Matcher], sql: str, args: list[Any]
+    ) -> web.StreamResponse:
         settings = self.app.settings
         if History.streams >= settings.ndjson_streams:
             raise Busy(
@@ -140,7 +170,7 @@ class History(ApiView):
         History.streams += 1
         try:
             stream = NdjsonStream(request, settings.ndjson_max_seconds, settings.ndjson_write_timeout)
-            return await stream.run(self.snapshot(query.matchers), *query.sql())
+            return await stream.run(self.snapshot(matchers), sql, args)
         finally:
             History.streams -= 1
 

@@ -71,6 +71,28 @@ async def test_upkeep_drops_refused_messages_and_deliveries_past_retention(pool:
     assert await pool.fetchval("SELECT array_agg(event_id) FROM deliveries WHERE target = $1", topic) == [2]
 
 
+async def test_upkeep_drops_episodes_that_ended_before_the_cut(pool: asyncpg.Pool) -> None:
+    now = datetime.now(UTC)
+    cut = datetime.combine((now - timedelta(days=30)).date(), datetime.min.time(), UTC)
+    fp = uuid.uuid4().hex[:16]
+    episodes = {  # starts_at → ends_at
+        cut - timedelta(days=3): cut - timedelta(days=2),  # ended before the cut: dropped
+        cut - timedelta(days=2): cut - timedelta(days=2, hours=1),  # ended before it started (empty): dropped
+        cut - timedelta(days=1): cut + timedelta(hours=1),  # ended after the cut: kept
+        cut - timedelta(hours=1): None,  # still open: kept
+    }
+    for starts, ends in episodes.items():
+        await pool.execute(
+            """INSERT INTO alert_episodes (fingerprint, starts_at, ends_at, resolved, labels, updated_at, event_id,
+                                           event_received_at)
+               VALUES ($1, $2, $3, $4, '{"alertname": "Old"}', $2, 1, $2)""",
+            fp, starts, ends, ends is not None,
+        )  # fmt: skip
+    await upkeep(pool, retention_days=30, now=now)
+    kept = await pool.fetch("SELECT starts_at FROM alert_episodes WHERE fingerprint = $1 ORDER BY 1", fp)
+    assert [r["starts_at"] for r in kept] == [cut - timedelta(days=1), cut - timedelta(hours=1)]
+
+
 async def test_the_sink_recreates_a_day_dropped_behind_its_back(endpoints: Endpoints) -> None:
     from agents import dedup, state
     from app.records import Outcome
