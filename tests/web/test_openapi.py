@@ -8,6 +8,7 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -17,6 +18,7 @@ import pytest
 from multidict import MultiDict
 from openapi_spec_validator import validate as validate_spec
 
+from app.events import rfc3339
 from app.fingerprint import fingerprint
 from app.matchers import MAX_FILTER_LEN, MAX_MATCHERS
 from tests.fixtures import Worker, eventually, unique
@@ -161,6 +163,7 @@ async def test_real_responses_of_every_operation_match_the_document(worker: Work
     firing = {"alertname": "Open", "run": run}
     hook = webhook([am_alert(firing)])
     q = quote(flt)
+    now = rfc3339(datetime.now(UTC))
     calls = [
         Call("POST", "/webhook", "/webhook", 202, json=hook),
         Call("POST", "/webhook", "/webhook", 400, data=b"{", headers={"Content-Type": "application/json"}),
@@ -173,6 +176,13 @@ async def test_real_responses_of_every_operation_match_the_document(worker: Work
         Call("GET", "/api/v2/alerts?active=maybe", "/api/v2/alerts", 400),
         Call("GET", "/api/v2/status", "/api/v2/status", 200),
         Call("GET", "/api/v2/status?x=%00", "/api/v2/status", 400),
+        Call("GET", f"/api/v2/alerts?filter={q}&at=now", "/api/v2/alerts", 200),
+        Call("GET", "/api/v2/alerts?at=yesterday", "/api/v2/alerts", 400),
+        Call("GET", f"/at/{quote(now)}/api/v2/alerts?filter={q}", "/at/{at}/api/v2/alerts", 200),
+        Call("GET", "/at/soon/api/v2/alerts", "/at/{at}/api/v2/alerts", 400),
+        Call("GET", f"/at/{quote(now)}/api/v2/status", "/at/{at}/api/v2/status", 200),
+        Call("GET", "/at/soon/api/v2/status", "/at/{at}/api/v2/status", 400),
+        Call("GET", f"/history?filter={q}&at=now", "/history", 200),
         Call("GET", f"/history?filter={q}&limit=2", "/history", 200),
         Call("GET", f"/history?filter={q}&format=ndjson", "/history", 200),
         Call("GET", "/history?limit=0", "/history", 400),
@@ -260,7 +270,7 @@ async def test_401_of_every_guarded_operation_matches_the_document(make_worker: 
     await secured.wait_ready()
     checked = Checked(await _document(http, secured))
     for route, ops in checked.doc["paths"].items():
-        url = route.replace("{fingerprint}", "0123456789abcdef").replace("{name}", "app.js")
+        url = route.replace("{fingerprint}", "0123456789abcdef").replace("{name}", "app.js").replace("{at}", "now")
         for method in ops:
             if auth.access(method, route) is auth.Access.OPEN:
                 continue
