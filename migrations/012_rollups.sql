@@ -1,0 +1,395 @@
+-- Rollups for /report, kept by the history sink in the transaction that stores the rows they summarise.
+--
+-- Periods are UTC hours and days (date_bin from 2000-01-01, as /report's buckets). /report over [since, until)
+-- reads whole days from the day rows, whole hours of the partial days from the hour rows, and only the partial
+-- hours at both ends from alert_events; or, when the range covers most of what is kept, the all-time totals less
+-- what lies outside the range (the same pieces, taken outside). See web/report_rollup.py.
+--
+-- report_counts          hour × status × severity → events (the charts' buckets)
+-- report_alert_periods   grain ('h' hour | 'd' day) × start × fingerprint → events, resends (the rows'
+--                        `duplicates`, of the rows received in that period: a resend after midnight counts onto
+--                        its row's day), flapping events, first flapping and last receipt
+-- report_alert_totals    fingerprint → the sums of its day rows
+-- report_episodes        (fingerprint, startsAt) → its first resolved row kept: received_at, alertname, duration,
+--                        its histogram bucket. MTTR counts an episode at its first resolve.
+-- report_resolve_repeats the later resolved rows of an episode (stored anew after a dedup window of silence):
+--                        /report counts one when the episode's first resolve is outside the range (or dropped)
+-- report_mttr_periods    grain × start × alertname × bucket → episodes, their total duration (exact mean)
+-- report_mttr_totals     alertname × bucket → the sums of the day rows
+--
+-- Durations go to buckets 2^(1/16) wide (16 per doubling): bucket b holds [2^(b/16), 2^((b+1)/16)) seconds and is
+-- read as its geometric middle, 2^((b+0.5)/16), so a percentile read from the histogram is within a factor
+-- 2^(1/32) (2.19%) of the exact one (percentile_cont's interpolation between two order statistics keeps the
+-- bound). Zero durations have their own bucket (-32768) and are exact.
+
+CREATE TABLE report_counts (
+    hour     timestamptz NOT NULL,
+    status   text        NOT NULL,
+    severity text        NOT NULL,
+    events   bigint      NOT NULL,
+    PRIMARY KEY (hour, status, severity)
+);
+
+CREATE TABLE report_alert_periods (
+    grain             "char"      NOT NULL,   -- 'h' | 'd'
+    start             timestamptz NOT NULL,
+    fingerprint       text        NOT NULL,
+    events            bigint      NOT NULL,
+    duplicates        bigint      NOT NULL,
+    flapping_events   bigint      NOT NULL,
+    first_flapping_at timestamptz,
+    last_received_at  timestamptz NOT NULL,
+    PRIMARY KEY (grain, start, fingerprint)
+);
+CREATE INDEX report_alert_periods_fingerprint ON report_alert_periods (fingerprint, grain, start);
+
+CREATE TABLE report_alert_totals (
+    fingerprint     text   PRIMARY KEY,
+    events          bigint NOT NULL,
+    duplicates      bigint NOT NULL,
+    flapping_events bigint NOT NULL
+);
+
+CREATE TABLE report_episodes (
+    fingerprint text        NOT NULL,
+    starts_at   timestamptz NOT NULL,
+    received_at timestamptz NOT NULL,
+    alertname   text        NOT NULL,
+    seconds     numeric     NOT NULL,
+    bucket      smallint    NOT NULL,
+    PRIMARY KEY (fingerprint, starts_at)
+);
+CREATE INDEX report_episodes_received_at ON report_episodes (received_at);
+
+CREATE TABLE report_resolve_repeats (
+    fingerprint       text        NOT NULL,
+    starts_at         timestamptz NOT NULL,
+    received_at       timestamptz NOT NULL,
+    first_received_at timestamptz NOT NULL,
+    alertname         text        NOT NULL,
+    seconds           numeric     NOT NULL,
+    bucket            smallint    NOT NULL,
+    PRIMARY KEY (fingerprint, starts_at, received_at)
+);
+CREATE INDEX report_resolve_repeats_received_at ON report_resolve_repeats (received_at);
+
+CREATE TABLE report_mttr_periods (
+    grain     "char"      NOT NULL,
+    start     timestamptz NOT NULL,
+    alertname text        NOT NULL,
+    bucket    smallint    NOT NULL,
+    episodes  bigint      NOT NULL,
+    seconds   numeric     NOT NULL,
+    PRIMARY KEY (grain, start, alertname, bucket)
+);
+
+CREATE TABLE report_mttr_totals (
+    alertname text     NOT NULL,
+    bucket    smallint NOT NULL,
+    episodes  bigint   NOT NULL,
+    seconds   numeric  NOT NULL,
+    PRIMARY KEY (alertname, bucket)
+);
+
+CREATE FUNCTION alert_history_mttr_bucket(seconds numeric) RETURNS smallint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN seconds <= 0 THEN -32768 ELSE floor(16 * log(2, seconds::float8::numeric))::int END::smallint
+$$;
+
+-- The rows of one batch, as the store function inserts them (the same expressions: the same instants).
+CREATE FUNCTION alert_history_rollup_rows(p_events jsonb)
+RETURNS TABLE (fingerprint text, status text, severity text, alertname text, starts_at timestamptz,
+               received_at timestamptz, duplicates int, flapping bool, seconds numeric)
+LANGUAGE sql STABLE AS $$
+    SELECT fingerprint, status, severity, alertname, starts_at, received_at, duplicates, flapping,
+           CASE WHEN status = 'resolved' THEN greatest(0, extract(epoch FROM
+               (CASE WHEN ends_at >= starts_at THEN ends_at ELSE received_at END) - starts_at)) END
+    FROM (SELECT r->>1 AS fingerprint, r->>2 AS status, r->>13 AS severity, coalesce(r->3->>'alertname', '') AS alertname,
+                 alert_history_from_us((r->>5)::bigint) AS starts_at, alert_history_from_us((r->>6)::bigint) AS ends_at,
+                 to_timestamp((r->>8)::bigint / 1e3::float8) AS received_at, (r->>11)::int AS duplicates,
+                 (r->>12)::bool AS flapping
+          FROM jsonb_array_elements(p_events) AS r) AS e
+$$;
+
+-- Adds one batch's new rows and changed resend counters to the rollups. Called by alert_history_store_batch
+-- after it wrote them (same transaction). Keys are upserted in order, so two writers never deadlock.
+CREATE FUNCTION alert_history_rollups_batch(p_events jsonb, p_counters jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    origin constant timestamptz := '2000-01-01T00:00:00Z';
+BEGIN
+    IF jsonb_array_length(p_events) > 0 THEN
+        CREATE TEMP TABLE IF NOT EXISTS rollup_batch_rows (
+            fingerprint text, status text, severity text, alertname text, starts_at timestamptz,
+            received_at timestamptz, duplicates int, flapping bool, seconds numeric
+        ) ON COMMIT DELETE ROWS;
+        DELETE FROM rollup_batch_rows;  -- empty unless an earlier call of this transaction left rows
+        INSERT INTO rollup_batch_rows SELECT * FROM alert_history_rollup_rows(p_events);
+
+        INSERT INTO report_counts AS c (hour, status, severity, events)
+        SELECT date_bin('1 hour', received_at, origin), status, severity, count(*)
+        FROM rollup_batch_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (hour, status, severity) DO UPDATE SET events = c.events + excluded.events;
+
+        INSERT INTO report_alert_periods AS p (grain, start, fingerprint, events, duplicates, flapping_events,
+                                               first_flapping_at, last_received_at)
+        SELECT g.grain, date_bin(g.width, e.received_at, origin), e.fingerprint, count(*), sum(e.duplicates),
+               count(*) FILTER (WHERE e.flapping), min(e.received_at) FILTER (WHERE e.flapping), max(e.received_at)
+        FROM rollup_batch_rows AS e CROSS JOIN (VALUES ('d'::"char", interval '1 day'), ('h', interval '1 hour')) AS g(grain, width)
+        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (grain, start, fingerprint) DO UPDATE SET
+            events = p.events + excluded.events, duplicates = p.duplicates + excluded.duplicates,
+            flapping_events = p.flapping_events + excluded.flapping_events,
+            first_flapping_at = least(p.first_flapping_at, excluded.first_flapping_at),
+            last_received_at = greatest(p.last_received_at, excluded.last_received_at);
+
+        INSERT INTO report_alert_totals AS t (fingerprint, events, duplicates, flapping_events)
+        SELECT fingerprint, count(*), sum(duplicates), count(*) FILTER (WHERE flapping)
+        FROM rollup_batch_rows GROUP BY 1 ORDER BY 1
+        ON CONFLICT (fingerprint) DO UPDATE SET
+            events = t.events + excluded.events, duplicates = t.duplicates + excluded.duplicates,
+            flapping_events = t.flapping_events + excluded.flapping_events;
+
+        IF EXISTS (SELECT 1 FROM rollup_batch_rows WHERE status = 'resolved') THEN
+            WITH resolved AS (
+                SELECT fingerprint, starts_at, received_at, alertname, seconds, alert_history_mttr_bucket(seconds) AS bucket
+                FROM rollup_batch_rows WHERE status = 'resolved'),
+            firsts AS (
+                INSERT INTO report_episodes (fingerprint, starts_at, received_at, alertname, seconds, bucket)
+                SELECT * FROM resolved ORDER BY fingerprint, starts_at, received_at
+                ON CONFLICT (fingerprint, starts_at) DO NOTHING
+                RETURNING *),
+            repeats AS (
+                INSERT INTO report_resolve_repeats (fingerprint, starts_at, received_at, first_received_at, alertname,
+                                                    seconds, bucket)
+                SELECT r.fingerprint, r.starts_at, r.received_at,
+                       coalesce((SELECT min(f.received_at) FROM firsts AS f
+                                 WHERE f.fingerprint = r.fingerprint AND f.starts_at = r.starts_at),
+                                (SELECT x.received_at FROM report_episodes AS x
+                                 WHERE x.fingerprint = r.fingerprint AND x.starts_at = r.starts_at)),
+                       r.alertname, r.seconds, r.bucket
+                FROM resolved AS r
+                WHERE NOT EXISTS (SELECT 1 FROM firsts AS f WHERE f.fingerprint = r.fingerprint
+                                  AND f.starts_at = r.starts_at AND f.received_at = r.received_at)
+                ON CONFLICT DO NOTHING),
+            periods AS (
+                INSERT INTO report_mttr_periods AS m (grain, start, alertname, bucket, episodes, seconds)
+                SELECT g.grain, date_bin(g.width, f.received_at, origin), f.alertname, f.bucket, count(*), sum(f.seconds)
+                FROM firsts AS f CROSS JOIN (VALUES ('d'::"char", interval '1 day'), ('h', interval '1 hour')) AS g(grain, width)
+                GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+                ON CONFLICT (grain, start, alertname, bucket) DO UPDATE SET
+                    episodes = m.episodes + excluded.episodes, seconds = m.seconds + excluded.seconds)
+            INSERT INTO report_mttr_totals AS t (alertname, bucket, episodes, seconds)
+            SELECT alertname, bucket, count(*), sum(seconds) FROM firsts GROUP BY 1, 2 ORDER BY 1, 2
+            ON CONFLICT (alertname, bucket) DO UPDATE SET
+                episodes = t.episodes + excluded.episodes, seconds = t.seconds + excluded.seconds;
+        END IF;
+    END IF;
+
+    -- Resends of rows stored in earlier batches: the store function has set their absolute counters, so each
+    -- touched (alert, hour) is summed again from its rows (a few, by the fingerprint index) and the difference
+    -- goes onto the hour row, its day row and the alert's totals.
+    IF jsonb_array_length(p_counters) > 0 THEN
+        WITH keys AS (
+            SELECT DISTINCT e.fingerprint, date_bin('1 hour', e.received_at, origin) AS hour
+            FROM jsonb_array_elements(p_counters) AS r
+            JOIN alert_events AS e ON e.id = (r->>0)::bigint AND e.received_at = to_timestamp((r->>3)::bigint / 1e3::float8)),
+        sums AS (
+            SELECT k.fingerprint, k.hour,
+                   (SELECT sum(x.duplicates) FROM alert_events AS x WHERE x.fingerprint = k.fingerprint
+                    AND x.received_at >= k.hour AND x.received_at < k.hour + interval '1 hour') AS duplicates
+            FROM keys AS k),
+        deltas AS (
+            SELECT s.fingerprint, s.hour, s.duplicates, s.duplicates - p.duplicates AS delta
+            FROM sums AS s JOIN report_alert_periods AS p ON p.grain = 'h' AND p.start = s.hour AND p.fingerprint = s.fingerprint
+            WHERE s.duplicates <> p.duplicates),
+        hours AS (
+            UPDATE report_alert_periods AS p SET duplicates = d.duplicates FROM deltas AS d
+            WHERE p.grain = 'h' AND p.start = d.hour AND p.fingerprint = d.fingerprint),
+        days AS (
+            UPDATE report_alert_periods AS p SET duplicates = p.duplicates + d.delta
+            FROM (SELECT fingerprint, date_bin('1 day', hour, origin) AS day, sum(delta) AS delta
+                  FROM deltas GROUP BY 1, 2) AS d
+            WHERE p.grain = 'd' AND p.start = d.day AND p.fingerprint = d.fingerprint)
+        UPDATE report_alert_totals AS t SET duplicates = t.duplicates + d.delta
+        FROM (SELECT fingerprint, sum(delta) AS delta FROM deltas GROUP BY 1) AS d
+        WHERE t.fingerprint = d.fingerprint;
+    END IF;
+END $$;
+
+-- Rollups of everything received before p_before are dropped (retention drops those days of alert_events).
+CREATE FUNCTION alert_history_rollups_drop_before(p_before timestamptz) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE report_alert_totals AS t SET events = t.events - d.events, duplicates = t.duplicates - d.duplicates,
+                                        flapping_events = t.flapping_events - d.flapping_events
+    FROM (SELECT fingerprint, sum(events) AS events, sum(duplicates) AS duplicates,
+                 sum(flapping_events) AS flapping_events
+          FROM report_alert_periods WHERE grain = 'd' AND start < p_before GROUP BY 1) AS d
+    WHERE t.fingerprint = d.fingerprint;
+    DELETE FROM report_alert_totals WHERE events <= 0;
+    UPDATE report_mttr_totals AS t SET episodes = t.episodes - d.episodes, seconds = t.seconds - d.seconds
+    FROM (SELECT alertname, bucket, sum(episodes) AS episodes, sum(seconds) AS seconds
+          FROM report_mttr_periods WHERE grain = 'd' AND start < p_before GROUP BY 1, 2) AS d
+    WHERE t.alertname = d.alertname AND t.bucket = d.bucket;
+    DELETE FROM report_mttr_totals WHERE episodes <= 0;
+    DELETE FROM report_alert_periods WHERE grain IN ('h', 'd') AND start < p_before;
+    DELETE FROM report_mttr_periods WHERE grain IN ('h', 'd') AND start < p_before;
+    DELETE FROM report_counts WHERE hour < p_before;
+    DELETE FROM report_episodes WHERE received_at < p_before;
+    DELETE FROM report_resolve_repeats WHERE received_at < p_before;
+END $$;
+
+-- The rollups of the days [p_from, p_to) touches, derived again from alert_events (idempotent): for a backfill
+-- and after a bulk load that bypassed the sink. The totals are summed again from all day rows.
+CREATE FUNCTION alert_history_rollups_rebuild(p_from timestamptz, p_to timestamptz) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    origin constant timestamptz := '2000-01-01T00:00:00Z';
+    f timestamptz := date_bin('1 day', p_from, origin);
+    t timestamptz := date_bin('1 day', p_to, origin);
+BEGIN
+    IF t < p_to THEN
+        t := t + interval '1 day';
+    END IF;
+    DELETE FROM report_counts WHERE hour >= f AND hour < t;
+    INSERT INTO report_counts (hour, status, severity, events)
+    SELECT date_bin('1 hour', received_at, origin), status, severity, count(*)
+    FROM alert_events WHERE received_at >= f AND received_at < t GROUP BY 1, 2, 3;
+
+    DELETE FROM report_alert_periods WHERE grain IN ('h', 'd') AND start >= f AND start < t;
+    INSERT INTO report_alert_periods (grain, start, fingerprint, events, duplicates, flapping_events,
+                                      first_flapping_at, last_received_at)
+    SELECT g.grain, date_bin(g.width, e.received_at, origin), e.fingerprint, count(*), sum(e.duplicates),
+           count(*) FILTER (WHERE e.flapping), min(e.received_at) FILTER (WHERE e.flapping), max(e.received_at)
+    FROM alert_events AS e CROSS JOIN (VALUES ('d'::"char", interval '1 day'), ('h', interval '1 hour')) AS g(grain, width)
+    WHERE e.received_at >= f AND e.received_at < t
+    GROUP BY 1, 2, 3;
+
+    DELETE FROM report_episodes WHERE received_at >= f AND received_at < t;
+    DELETE FROM report_resolve_repeats WHERE received_at >= f AND received_at < t;
+    CREATE TEMP TABLE rollup_rebuild_resolved ON COMMIT DROP AS
+    SELECT fingerprint, starts_at, received_at, alertname, seconds, alert_history_mttr_bucket(seconds) AS bucket,
+           row_number() OVER (PARTITION BY fingerprint, starts_at ORDER BY received_at) AS n
+    FROM (SELECT fingerprint, starts_at, received_at, coalesce(labels->>'alertname', '') AS alertname,
+                 greatest(0, extract(epoch FROM
+                     (CASE WHEN ends_at >= starts_at THEN ends_at ELSE received_at END) - starts_at)) AS seconds
+          FROM alert_events WHERE status = 'resolved' AND received_at >= f AND received_at < t) AS r;
+    -- An episode's first resolve in the range is its first unless one received before the range is kept.
+    INSERT INTO report_episodes (fingerprint, starts_at, received_at, alertname, seconds, bucket)
+    SELECT fingerprint, starts_at, received_at, alertname, seconds, bucket FROM rollup_rebuild_resolved
+    WHERE n = 1
+    ON CONFLICT (fingerprint, starts_at) DO NOTHING;
+    INSERT INTO report_resolve_repeats (fingerprint, starts_at, received_at, first_received_at, alertname, seconds, bucket)
+    SELECT r.fingerprint, r.starts_at, r.received_at, x.received_at, r.alertname, r.seconds, r.bucket
+    FROM rollup_rebuild_resolved AS r
+    JOIN report_episodes AS x ON x.fingerprint = r.fingerprint AND x.starts_at = r.starts_at
+    WHERE x.received_at <> r.received_at;
+    DROP TABLE rollup_rebuild_resolved;
+
+    DELETE FROM report_mttr_periods WHERE grain IN ('h', 'd') AND start >= f AND start < t;
+    INSERT INTO report_mttr_periods (grain, start, alertname, bucket, episodes, seconds)
+    SELECT g.grain, date_bin(g.width, x.received_at, origin), x.alertname, x.bucket, count(*), sum(x.seconds)
+    FROM report_episodes AS x CROSS JOIN (VALUES ('d'::"char", interval '1 day'), ('h', interval '1 hour')) AS g(grain, width)
+    WHERE x.received_at >= f AND x.received_at < t
+    GROUP BY 1, 2, 3, 4;
+
+    DELETE FROM report_alert_totals;
+    INSERT INTO report_alert_totals (fingerprint, events, duplicates, flapping_events)
+    SELECT fingerprint, sum(events), sum(duplicates), sum(flapping_events)
+    FROM report_alert_periods WHERE grain = 'd' GROUP BY 1;
+    DELETE FROM report_mttr_totals;
+    INSERT INTO report_mttr_totals (alertname, bucket, episodes, seconds)
+    SELECT alertname, bucket, sum(episodes), sum(seconds) FROM report_mttr_periods WHERE grain = 'd' GROUP BY 1, 2;
+END $$;
+
+-- Migration 008's store function, plus the rollups' line before the offsets.
+CREATE OR REPLACE FUNCTION alert_history_store_batch(
+    p_topic text, p_partitions int[], p_next_offsets bigint[], p_first_partitions int[], p_first_offsets bigint[],
+    p_events jsonb,    -- [id, fingerprint, status, labels, annotations, starts_us, ends_us, generator_url,
+                       --  received_ms, decision, last_seen_ms, duplicates, flapping, severity, source, receiver]
+    p_counters jsonb,  -- [id, duplicates, seen_ms, received_ms]
+    p_alerts jsonb,    -- [fingerprint, labels, annotations, status, starts_ms, ends_us, generator_url, since_ms,
+                       --  last_seen_ms, last_event_id, flapping, severity, episodes, receiver, resumes_ms]
+    p_touches jsonb    -- [fingerprint, seen_ms]
+) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    stale text;
+BEGIN
+    PERFORM 1 FROM sink_offsets WHERE topic = p_topic AND partition = ANY(p_partitions) ORDER BY partition FOR UPDATE;
+    SELECT format('%s[%s] already stored up to %s, batch starts at %s', p_topic, s.partition, s.next_offset, f.first)
+      INTO stale
+      FROM unnest(p_first_partitions, p_first_offsets) AS f(partition, first)
+      JOIN sink_offsets s ON s.topic = p_topic AND s.partition = f.partition
+     WHERE s.next_offset > f.first
+     LIMIT 1;
+    IF stale IS NOT NULL THEN
+        RETURN stale;
+    END IF;
+
+    IF jsonb_array_length(p_events) > 0 THEN
+        INSERT INTO alert_events (id, fingerprint, status, labels, annotations, starts_at, ends_at, generator_url,
+                                  received_at, decision, last_seen_at, duplicates, flapping, severity, source, receiver)
+        SELECT (r->>0)::bigint, r->>1, r->>2, r->3, r->4, alert_history_from_us((r->>5)::bigint),
+               alert_history_from_us((r->>6)::bigint), r->>7, to_timestamp((r->>8)::bigint / 1e3::float8),
+               r->>9, to_timestamp((r->>10)::bigint / 1e3::float8), (r->>11)::int, (r->>12)::bool, r->>13, r->>14,
+               r->>15
+        FROM jsonb_array_elements(p_events) AS r
+        ON CONFLICT (id, received_at) DO NOTHING;
+    END IF;
+
+    IF jsonb_array_length(p_counters) > 0 THEN
+        UPDATE alert_events AS e SET duplicates = u.duplicates, last_seen_at = u.last_seen_at
+        FROM (SELECT (r->>0)::bigint AS id, (r->>1)::int AS duplicates,
+                     to_timestamp((r->>2)::bigint / 1e3::float8) AS last_seen_at,
+                     to_timestamp((r->>3)::bigint / 1e3::float8) AS received_at
+              FROM jsonb_array_elements(p_counters) AS r) AS u
+        WHERE e.id = u.id AND e.received_at = u.received_at;  -- received_at prunes to the row's partition
+    END IF;
+
+    -- `episodes` is the batch's count of episode openings; one fewer when its first event had no state to
+    -- compare with and the row already holds that episode (`resumes` = the event's startsAt).
+    IF jsonb_array_length(p_alerts) > 0 THEN
+        INSERT INTO alerts AS a (fingerprint, labels, annotations, status, starts_at, ends_at, generator_url, since,
+                                 last_seen_at, last_event_id, flapping, severity, episodes, receiver)
+        SELECT b.fingerprint, labels, annotations, status, starts_at, ends_at, generator_url, since, last_seen_at,
+               last_event_id, flapping, severity,
+               episodes - CASE WHEN resumes IS NULL THEN 0 ELSE
+                   (SELECT count(*) FROM alerts x WHERE x.fingerprint = b.fingerprint AND x.starts_at = resumes)::int
+               END,
+               receiver
+        FROM (SELECT r->>0 AS fingerprint, r->1 AS labels, r->2 AS annotations, r->>3 AS status,
+                     to_timestamp((r->>4)::bigint / 1e3::float8) AS starts_at,
+                     alert_history_from_us((r->>5)::bigint) AS ends_at, r->>6 AS generator_url,
+                     to_timestamp((r->>7)::bigint / 1e3::float8) AS since,
+                     to_timestamp((r->>8)::bigint / 1e3::float8) AS last_seen_at, (r->>9)::bigint AS last_event_id,
+                     (r->>10)::bool AS flapping, r->>11 AS severity, (r->>12)::int AS episodes, r->>13 AS receiver,
+                     to_timestamp((r->>14)::bigint / 1e3::float8) AS resumes
+              FROM jsonb_array_elements(p_alerts) AS r) AS b
+        ON CONFLICT (fingerprint) DO UPDATE SET
+            labels = excluded.labels, annotations = excluded.annotations, status = excluded.status,
+            starts_at = excluded.starts_at, ends_at = excluded.ends_at, generator_url = excluded.generator_url,
+            since = excluded.since, last_seen_at = excluded.last_seen_at, last_event_id = excluded.last_event_id,
+            flapping = excluded.flapping, severity = excluded.severity, receiver = excluded.receiver,
+            episodes = a.episodes + excluded.episodes;
+    END IF;
+
+    -- A resend changes nothing of its alert but when it was last seen (a HOT update: no index covers it).
+    IF jsonb_array_length(p_touches) > 0 THEN
+        UPDATE alerts AS a SET last_seen_at = to_timestamp(u.seen / 1e3::float8)
+        FROM (SELECT r->>0 AS fingerprint, (r->>1)::bigint AS seen FROM jsonb_array_elements(p_touches) AS r) AS u
+        WHERE a.fingerprint = u.fingerprint;
+    END IF;
+
+    PERFORM alert_history_rollups_batch(p_events, p_counters);
+    INSERT INTO sink_offsets (topic, partition, next_offset, updated_at)
+    SELECT p_topic, p, o, now() FROM unnest(p_partitions, p_next_offsets) AS t(p, o)
+    ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()
+    WHERE sink_offsets.next_offset < excluded.next_offset;
+    RETURN NULL;
+END $$;
+
+-- Backfill what is already stored.
+SELECT alert_history_rollups_rebuild(coalesce(min(received_at), now()), coalesce(max(received_at), now()) + interval '1 microsecond')
+FROM alert_events;
