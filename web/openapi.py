@@ -166,6 +166,12 @@ _SCHEMAS: dict[str, Any] = {
             "unique_alerts": _INT,
             "duplicates_suppressed": _INT,
             "flapping_events": _INT,
+            "source": {
+                "type": "string",
+                "enum": ["rollup", "events"],
+                "description": "Which path answered: the rollups, or a scan of the events (any filter). MTTR p50/p90"
+                " from the rollups are within 2.19% of the scan's.",
+            },
             "top_alerts": {"type": "array", "items": _ref("RankedAlert")},
             "flapping_alerts": {"type": "array", "items": _ref("RankedAlert")},
             "mttr_seconds": {

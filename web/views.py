@@ -21,7 +21,7 @@ from app.faust_adapter import raw_producer
 from app.matchers import matchers_to_sql
 from app.models import PostableAlerts, WebhookIn
 from app.produce import OutMessage, bridge, max_message_size, message_size
-from web import openapi, params
+from web import openapi, params, report
 from web.api import ApiView, Busy, HTTPProblem, json_response, read_json
 from web.queries import BUCKETS, HistoryQuery, ReportQuery, episodes, gettable_alert
 from web.stream import NdjsonStream
@@ -171,15 +171,15 @@ class Report(ApiView):
         now = datetime.now(UTC)
         since, until = params.time_range(q, now)
         bucket = params.choice(q, "bucket", tuple(BUCKETS), "1h")
-        report = ReportQuery(
+        query = ReportQuery(
             since=since or params.day_before(until or now),
             until=until or now,
             matchers=params.matchers(q),
             top=params.integer(q, "top", 10, 1, 100),
             bucket=BUCKETS[bucket or "1h"],
         )
-        async with self.snapshot(report.matchers) as conn:
-            return json_response(await report.run(conn))
+        async with self.snapshot(query.matchers) as conn:
+            return json_response(await report.run(query, conn))
 
 
 class StatusV2(ApiView):
