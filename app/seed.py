@@ -33,9 +33,15 @@ FROM (SELECT i, (i * 7919) % $4 AS f, $2::timestamptz - (i * $3::interval / $1) 
 async def seed_events(
     conn: asyncpg.Connection, n: int, *, days: int, now: datetime, fingerprints: int = 20_000, first_id: int = 1 << 61
 ) -> None:
-    """Insert `n` events over the `days` before `now` (partitions created as needed), then VACUUM ANALYZE."""
+    """Insert `n` events over the `days` before `now` (partitions created as needed), rebuild their rollups, then
+    VACUUM ANALYZE."""
     start = (now - timedelta(days=days)).date()
     for k in range(days + 2):
         await conn.execute("SELECT alert_events_ensure_partition($1)", start + timedelta(days=k))
     await conn.execute(SEED_SQL, n, now, timedelta(days=days), fingerprints, first_id)
+    # Loaded past the sink: /report's rollups (migration 012) are derived for those days.
+    await conn.execute(
+        "SELECT alert_history_rollups_rebuild($1, $2)", now - timedelta(days=days + 1), now + timedelta(days=1)
+    )
     await conn.execute("VACUUM ANALYZE alert_events")  # as autovacuum would: GIN pending lists flushed
+    await conn.execute("VACUUM ANALYZE report_alert_periods, report_alert_totals, report_mttr_periods, report_episodes")
