@@ -219,3 +219,15 @@ async def scratch_database(endpoints: Endpoints, prefix: str) -> AsyncIterator[a
             yield conn
         finally:
             await conn.close()
+
+
+# The sink's tables and /report's rollups (migration 012): emptied together, or the rollups disagree with the rows.
+HISTORY_TABLES = (
+    "alert_events", "alerts", "sink_offsets", "report_counts", "report_alert_periods", "report_alert_totals",
+    "report_episodes", "report_resolve_repeats", "report_mttr_periods", "report_mttr_totals",
+)  # fmt: skip
+
+
+async def truncate_history(conn: asyncpg.Connection) -> None:
+    """Empty the history and its rollups (a scratch database's: never the session's shared one)."""
+    await conn.execute(f"TRUNCATE {', '.join(HISTORY_TABLES)}")
