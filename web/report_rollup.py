@@ -159,34 +159,57 @@ async def run(q: ReportQuery, conn: asyncpg.Connection) -> dict[str, Any]:
 
     # Per alert: totals, rankings.
     sql = _Sql()
-    if complement:
-        parts = [
-            "SELECT fingerprint, events, duplicates, flapping_events FROM report_alert_totals",
-            *_alert_parts(sql, outside, "-"),
-        ]
+    if complement:  # each alert's totals less its rows outside the range (a few alerts have any)
+        parts = _alert_parts(sql, outside, "")
+        outside_sums = (
+            f"""SELECT fingerprint, sum(events)::bigint AS events, sum(duplicates)::bigint AS duplicates,
+                       sum(flapping_events)::bigint AS flapping_events
+                FROM ({" UNION ALL ".join(parts)}) AS u(fingerprint, events, duplicates, flapping_events)
+                GROUP BY fingerprint"""
+            if parts
+            else "SELECT NULL::text AS fingerprint, 0::bigint AS events, 0::bigint AS duplicates, "
+            "0::bigint AS flapping_events WHERE false"
+        )
+        per_fp = f"""SELECT t.fingerprint, t.events - coalesce(o.events, 0) AS events,
+                            t.duplicates - coalesce(o.duplicates, 0) AS duplicates,
+                            t.flapping_events - coalesce(o.flapping_events, 0) AS flapping_events
+                     FROM report_alert_totals AS t LEFT JOIN ({outside_sums}) AS o USING (fingerprint)
+                     WHERE t.events > coalesce(o.events, 0)"""
     else:
         parts = _alert_parts(sql, inside, "")
+        per_fp = f"""SELECT fingerprint, sum(events)::bigint AS events, sum(duplicates)::bigint AS duplicates,
+                            sum(flapping_events)::bigint AS flapping_events
+                     FROM ({" UNION ALL ".join(parts) or "SELECT NULL::text, 0, 0, 0 WHERE false"})
+                          AS u(fingerprint, events, duplicates, flapping_events)
+                     GROUP BY fingerprint HAVING sum(events) > 0"""
     top = sql(q.top)
+    # The rankings as two top-N sorts, the totals as one pass (no window over every alert). Fingerprints are hex
+    # (an alert's own, checked at the door): their order is the same under "C", which compares bytes.
     per_alert = (
         await conn.fetch(
-            f"""WITH per_fp AS (
-                    SELECT fingerprint, sum(events) AS events, sum(duplicates) AS duplicates,
-                           sum(flapping_events) AS flapping_events
-                    FROM ({" UNION ALL ".join(parts)}) AS u(fingerprint, events, duplicates, flapping_events)
-                    GROUP BY fingerprint HAVING sum(events) > 0),
-                ranked AS (
-                    SELECT *, events + duplicates AS notifications,
-                           row_number() OVER (ORDER BY events + duplicates DESC, fingerprint) AS noisy_rank,
-                           row_number() OVER (ORDER BY flapping_events DESC, fingerprint) AS flap_rank,
-                           count(*) OVER () AS unique_alerts, sum(events) OVER () AS total_events,
-                           sum(duplicates) OVER () AS duplicates_suppressed,
-                           sum(flapping_events) OVER () AS total_flapping
-                    FROM per_fp)
-                SELECT * FROM ranked WHERE noisy_rank <= {top} OR (flap_rank <= {top} AND flapping_events > 0)""",
+            f"""WITH per_fp AS MATERIALIZED ({per_fp}),
+                totals AS (
+                    SELECT count(*) AS unique_alerts, sum(events) AS total_events,
+                           sum(duplicates) AS duplicates_suppressed, sum(flapping_events) AS total_flapping
+                    FROM per_fp),
+                noisy AS (
+                    SELECT *,
+                           row_number() OVER (ORDER BY events + duplicates DESC, fingerprint COLLATE "C") AS noisy_rank
+                    FROM (SELECT * FROM per_fp ORDER BY events + duplicates DESC, fingerprint COLLATE "C"
+                          LIMIT {top}) AS n),
+                flap AS (
+                    SELECT *, row_number() OVER (ORDER BY flapping_events DESC, fingerprint COLLATE "C") AS flap_rank
+                    FROM (SELECT * FROM per_fp WHERE flapping_events > 0
+                          ORDER BY flapping_events DESC, fingerprint COLLATE "C" LIMIT {top}) AS f)
+                SELECT coalesce(n.fingerprint, f.fingerprint) AS fingerprint,
+                       coalesce(n.events, f.events) AS events, coalesce(n.duplicates, f.duplicates) AS duplicates,
+                       coalesce(n.flapping_events, f.flapping_events) AS flapping_events,
+                       coalesce(n.events, f.events) + coalesce(n.duplicates, f.duplicates) AS notifications,
+                       coalesce(n.noisy_rank, {top} + 1) AS noisy_rank, coalesce(f.flap_rank, {top} + 1) AS flap_rank,
+                       t.*
+                FROM noisy AS n FULL JOIN flap AS f ON f.fingerprint = n.fingerprint CROSS JOIN totals AS t""",
             *sql.args,
         )
-        if parts
-        else []
     )
     chosen = [r["fingerprint"] for r in per_alert]
     details: dict[str, Mapping[str, Any]] = {}
