@@ -8,7 +8,8 @@
 -- report_counts          hour × status × severity → events (the charts' buckets)
 -- report_alert_periods   grain ('h' hour | 'd' day) × start × fingerprint → events, resends (the rows'
 --                        `duplicates`, of the rows received in that period: a resend after midnight counts onto
---                        its row's day), flapping events, first flapping and last receipt
+--                        its row's day), flapping events. The ranked alerts' last receipt and first flapping
+--                        event are read from alert_events (an index each: the second one partial, on flapping rows)
 -- report_alert_totals    fingerprint → the sums of its day rows
 -- report_episodes        (fingerprint, startsAt) → its first resolved row kept: received_at, alertname, duration,
 --                        its histogram bucket. MTTR counts an episode at its first resolve.
@@ -28,7 +29,10 @@ CREATE TABLE report_counts (
     severity text        NOT NULL,
     events   bigint      NOT NULL,
     PRIMARY KEY (hour, status, severity)
-);
+) WITH (fillfactor = 80);
+
+-- The first flapping event of a ranked alert in a range: flapping rows are about 1% of all.
+CREATE INDEX alert_events_flapping ON alert_events (fingerprint, received_at) WHERE flapping;
 
 CREATE TABLE report_alert_periods (
     grain             "char"      NOT NULL,   -- 'h' | 'd'
@@ -37,18 +41,15 @@ CREATE TABLE report_alert_periods (
     events            bigint      NOT NULL,
     duplicates        bigint      NOT NULL,
     flapping_events   bigint      NOT NULL,
-    first_flapping_at timestamptz,
-    last_received_at  timestamptz NOT NULL,
     PRIMARY KEY (grain, start, fingerprint)
-);
-CREATE INDEX report_alert_periods_fingerprint ON report_alert_periods (fingerprint, grain, start);
+) WITH (fillfactor = 80);  -- room for HOT updates: a busy alert's hour row is updated by every batch
 
 CREATE TABLE report_alert_totals (
     fingerprint     text   PRIMARY KEY,
     events          bigint NOT NULL,
     duplicates      bigint NOT NULL,
     flapping_events bigint NOT NULL
-);
+) WITH (fillfactor = 80);
 
 CREATE TABLE report_episodes (
     fingerprint text        NOT NULL,
@@ -81,7 +82,7 @@ CREATE TABLE report_mttr_periods (
     episodes  bigint      NOT NULL,
     seconds   numeric     NOT NULL,
     PRIMARY KEY (grain, start, alertname, bucket)
-);
+) WITH (fillfactor = 80);
 
 CREATE TABLE report_mttr_totals (
     alertname text     NOT NULL,
@@ -89,11 +90,11 @@ CREATE TABLE report_mttr_totals (
     episodes  bigint   NOT NULL,
     seconds   numeric  NOT NULL,
     PRIMARY KEY (alertname, bucket)
-);
+) WITH (fillfactor = 80);
 
 CREATE FUNCTION alert_history_mttr_bucket(seconds numeric) RETURNS smallint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN seconds <= 0 THEN -32768 ELSE floor(16 * log(2, seconds::float8::numeric))::int END::smallint
+    SELECT CASE WHEN seconds <= 0 THEN -32768 ELSE floor(16 * ln(seconds::float8) / ln(2::float8))::int END::smallint
 $$;
 
 -- The rows of one batch, as the store function inserts them (the same expressions: the same instants).
@@ -117,6 +118,7 @@ CREATE FUNCTION alert_history_rollups_batch(p_events jsonb, p_counters jsonb) RE
 LANGUAGE plpgsql AS $$
 DECLARE
     origin constant timestamptz := '2000-01-01T00:00:00Z';
+    d timestamptz;
 BEGIN
     IF jsonb_array_length(p_events) > 0 THEN
         CREATE TEMP TABLE IF NOT EXISTS rollup_batch_rows (
@@ -131,17 +133,14 @@ BEGIN
         FROM rollup_batch_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
         ON CONFLICT (hour, status, severity) DO UPDATE SET events = c.events + excluded.events;
 
-        INSERT INTO report_alert_periods AS p (grain, start, fingerprint, events, duplicates, flapping_events,
-                                               first_flapping_at, last_received_at)
+        INSERT INTO report_alert_periods AS p (grain, start, fingerprint, events, duplicates, flapping_events)
         SELECT g.grain, date_bin(g.width, e.received_at, origin), e.fingerprint, count(*), sum(e.duplicates),
-               count(*) FILTER (WHERE e.flapping), min(e.received_at) FILTER (WHERE e.flapping), max(e.received_at)
+               count(*) FILTER (WHERE e.flapping)
         FROM rollup_batch_rows AS e CROSS JOIN (VALUES ('d'::"char", interval '1 day'), ('h', interval '1 hour')) AS g(grain, width)
         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
         ON CONFLICT (grain, start, fingerprint) DO UPDATE SET
             events = p.events + excluded.events, duplicates = p.duplicates + excluded.duplicates,
-            flapping_events = p.flapping_events + excluded.flapping_events,
-            first_flapping_at = least(p.first_flapping_at, excluded.first_flapping_at),
-            last_received_at = greatest(p.last_received_at, excluded.last_received_at);
+            flapping_events = p.flapping_events + excluded.flapping_events;
 
         INSERT INTO report_alert_totals AS t (fingerprint, events, duplicates, flapping_events)
         SELECT fingerprint, count(*), sum(duplicates), count(*) FILTER (WHERE flapping)
@@ -190,30 +189,38 @@ BEGIN
     -- touched (alert, hour) is summed again from its rows (a few, by the fingerprint index) and the difference
     -- goes onto the hour row, its day row and the alert's totals.
     IF jsonb_array_length(p_counters) > 0 THEN
-        WITH keys AS (
-            SELECT DISTINCT e.fingerprint, date_bin('1 hour', e.received_at, origin) AS hour
-            FROM jsonb_array_elements(p_counters) AS r
-            JOIN alert_events AS e ON e.id = (r->>0)::bigint AND e.received_at = to_timestamp((r->>3)::bigint / 1e3::float8)),
-        sums AS (
-            SELECT k.fingerprint, k.hour,
-                   (SELECT sum(x.duplicates) FROM alert_events AS x WHERE x.fingerprint = k.fingerprint
-                    AND x.received_at >= k.hour AND x.received_at < k.hour + interval '1 hour') AS duplicates
-            FROM keys AS k),
-        deltas AS (
-            SELECT s.fingerprint, s.hour, s.duplicates, s.duplicates - p.duplicates AS delta
-            FROM sums AS s JOIN report_alert_periods AS p ON p.grain = 'h' AND p.start = s.hour AND p.fingerprint = s.fingerprint
-            WHERE s.duplicates <> p.duplicates),
-        hours AS (
-            UPDATE report_alert_periods AS p SET duplicates = d.duplicates FROM deltas AS d
-            WHERE p.grain = 'h' AND p.start = d.hour AND p.fingerprint = d.fingerprint),
-        days AS (
-            UPDATE report_alert_periods AS p SET duplicates = p.duplicates + d.delta
-            FROM (SELECT fingerprint, date_bin('1 day', hour, origin) AS day, sum(delta) AS delta
-                  FROM deltas GROUP BY 1, 2) AS d
-            WHERE p.grain = 'd' AND p.start = d.day AND p.fingerprint = d.fingerprint)
-        UPDATE report_alert_totals AS t SET duplicates = t.duplicates + d.delta
-        FROM (SELECT fingerprint, sum(delta) AS delta FROM deltas GROUP BY 1) AS d
-        WHERE t.fingerprint = d.fingerprint;
+        -- Day by day (one or two): the day's bounds prune every read to its partition.
+        FOR d IN SELECT DISTINCT date_bin('1 day', to_timestamp((r->>3)::bigint / 1e3::float8), origin)
+                 FROM jsonb_array_elements(p_counters) AS r LOOP
+            WITH keys AS (
+                SELECT DISTINCT e.fingerprint, date_bin('1 hour', e.received_at, origin) AS hour
+                FROM jsonb_array_elements(p_counters) AS r
+                JOIN alert_events AS e ON e.id = (r->>0)::bigint
+                                      AND e.received_at = to_timestamp((r->>3)::bigint / 1e3::float8)
+                WHERE e.received_at >= d AND e.received_at < d + interval '1 day'),
+            sums AS (
+                SELECT k.fingerprint, k.hour, sum(x.duplicates) AS duplicates
+                FROM keys AS k JOIN alert_events AS x ON x.fingerprint = k.fingerprint
+                     AND x.received_at >= k.hour AND x.received_at < k.hour + interval '1 hour'
+                WHERE x.received_at >= d AND x.received_at < d + interval '1 day'
+                GROUP BY 1, 2),
+            deltas AS (
+                SELECT s.fingerprint, s.hour, s.duplicates, s.duplicates - p.duplicates AS delta
+                FROM sums AS s JOIN report_alert_periods AS p
+                     ON p.grain = 'h' AND p.start = s.hour AND p.fingerprint = s.fingerprint
+                WHERE s.duplicates <> p.duplicates),
+            hours AS (
+                UPDATE report_alert_periods AS p SET duplicates = x.duplicates
+                FROM (SELECT * FROM deltas ORDER BY hour, fingerprint) AS x
+                WHERE p.grain = 'h' AND p.start = x.hour AND p.fingerprint = x.fingerprint),
+            days AS (
+                UPDATE report_alert_periods AS p SET duplicates = p.duplicates + x.delta
+                FROM (SELECT fingerprint, sum(delta) AS delta FROM deltas GROUP BY 1 ORDER BY 1) AS x
+                WHERE p.grain = 'd' AND p.start = d AND p.fingerprint = x.fingerprint)
+            UPDATE report_alert_totals AS t SET duplicates = t.duplicates + x.delta
+            FROM (SELECT fingerprint, sum(delta) AS delta FROM deltas GROUP BY 1 ORDER BY 1) AS x
+            WHERE t.fingerprint = x.fingerprint;
+        END LOOP;
     END IF;
 END $$;
 
@@ -258,10 +265,9 @@ BEGIN
     FROM alert_events WHERE received_at >= f AND received_at < t GROUP BY 1, 2, 3;
 
     DELETE FROM report_alert_periods WHERE grain IN ('h', 'd') AND start >= f AND start < t;
-    INSERT INTO report_alert_periods (grain, start, fingerprint, events, duplicates, flapping_events,
-                                      first_flapping_at, last_received_at)
+    INSERT INTO report_alert_periods (grain, start, fingerprint, events, duplicates, flapping_events)
     SELECT g.grain, date_bin(g.width, e.received_at, origin), e.fingerprint, count(*), sum(e.duplicates),
-           count(*) FILTER (WHERE e.flapping), min(e.received_at) FILTER (WHERE e.flapping), max(e.received_at)
+           count(*) FILTER (WHERE e.flapping)
     FROM alert_events AS e CROSS JOIN (VALUES ('d'::"char", interval '1 day'), ('h', interval '1 hour')) AS g(grain, width)
     WHERE e.received_at >= f AND e.received_at < t
     GROUP BY 1, 2, 3;

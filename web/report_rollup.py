@@ -214,29 +214,19 @@ async def run(q: ReportQuery, conn: asyncpg.Connection) -> dict[str, Any]:
     chosen = [r["fingerprint"] for r in per_alert]
     details: dict[str, Mapping[str, Any]] = {}
     if chosen:
-        # The chosen alerts' last receipt (its labels) and first flapping event in the range.
-        sql = _Sql()
-        fps = sql(chosen)
-        dparts = [
-            f"SELECT fingerprint, first_flapping_at, last_received_at FROM report_alert_periods"
-            f" WHERE fingerprint = ANY({fps}) AND grain = '{g}' AND start >= {sql(a)} AND start < {sql(b)}"
-            for g, ranges in (("d", inside.days), ("h", inside.hours))
-            for a, b in ranges
-        ] + [
-            f"SELECT fingerprint, min(received_at) FILTER (WHERE flapping), max(received_at) FROM alert_events"
-            f" WHERE fingerprint = ANY({fps}) AND received_at >= {sql(a)} AND received_at < {sql(b)}"
-            " GROUP BY fingerprint"
-            for a, b in inside.raw
-        ]
+        # The chosen alerts' last receipt (its labels) and first flapping event in the range: an index probe each.
         rows = await conn.fetch(
-            f"""SELECT d.fingerprint, d.first_flapping_at, d.last_received_at, l.labels
-                FROM (SELECT fingerprint, min(first_flapping_at) AS first_flapping_at,
-                             max(last_received_at) AS last_received_at
-                      FROM ({" UNION ALL ".join(dparts)}) AS u(fingerprint, first_flapping_at, last_received_at)
-                      GROUP BY fingerprint) AS d
-                CROSS JOIN LATERAL (SELECT labels FROM alert_events e WHERE e.fingerprint = d.fingerprint
-                                    AND e.received_at = d.last_received_at LIMIT 1) AS l""",
-            *sql.args,
+            """SELECT c.fingerprint, l.received_at AS last_received_at, l.labels, f.received_at AS first_flapping_at
+               FROM unnest($1::text[]) AS c(fingerprint)
+               CROSS JOIN LATERAL (SELECT received_at, labels FROM alert_events e WHERE e.fingerprint = c.fingerprint
+                                   AND e.received_at >= $2 AND e.received_at < $3
+                                   ORDER BY received_at DESC LIMIT 1) AS l
+               LEFT JOIN LATERAL (SELECT received_at FROM alert_events e WHERE e.fingerprint = c.fingerprint
+                                  AND e.flapping AND e.received_at >= $2 AND e.received_at < $3
+                                  ORDER BY received_at LIMIT 1) AS f ON true""",
+            chosen,
+            since,
+            until,
         )
         details = {r["fingerprint"]: r for r in rows}
     per_alert = [{**r, **details[r["fingerprint"]]} for r in per_alert]
