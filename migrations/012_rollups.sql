@@ -262,7 +262,7 @@ BEGIN
     DELETE FROM report_counts WHERE hour >= f AND hour < t;
     INSERT INTO report_counts (hour, status, severity, events)
     SELECT date_bin('1 hour', received_at, origin), status, severity, count(*)
-    FROM alert_events WHERE received_at >= f AND received_at < t GROUP BY 1, 2, 3;
+    FROM alert_events WHERE received_at >= f AND received_at < t GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 
     DELETE FROM report_alert_periods WHERE grain IN ('h', 'd') AND start >= f AND start < t;
     INSERT INTO report_alert_periods (grain, start, fingerprint, events, duplicates, flapping_events)
@@ -270,7 +270,7 @@ BEGIN
            count(*) FILTER (WHERE e.flapping)
     FROM alert_events AS e CROSS JOIN (VALUES ('d'::"char", interval '1 day'), ('h', interval '1 hour')) AS g(grain, width)
     WHERE e.received_at >= f AND e.received_at < t
-    GROUP BY 1, 2, 3;
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;  -- a period's rows together on disk, as the sink writes them
 
     DELETE FROM report_episodes WHERE received_at >= f AND received_at < t;
     DELETE FROM report_resolve_repeats WHERE received_at >= f AND received_at < t;
@@ -298,7 +298,7 @@ BEGIN
     SELECT g.grain, date_bin(g.width, x.received_at, origin), x.alertname, x.bucket, count(*), sum(x.seconds)
     FROM report_episodes AS x CROSS JOIN (VALUES ('d'::"char", interval '1 day'), ('h', interval '1 hour')) AS g(grain, width)
     WHERE x.received_at >= f AND x.received_at < t
-    GROUP BY 1, 2, 3, 4;
+    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4;
 
     DELETE FROM report_alert_totals;
     INSERT INTO report_alert_totals (fingerprint, events, duplicates, flapping_events)

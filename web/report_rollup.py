@@ -177,11 +177,12 @@ async def run(q: ReportQuery, conn: asyncpg.Connection) -> dict[str, Any]:
                      WHERE t.events > coalesce(o.events, 0)"""
     else:
         parts = _alert_parts(sql, inside, "")
-        per_fp = f"""SELECT fingerprint, sum(events)::bigint AS events, sum(duplicates)::bigint AS duplicates,
-                            sum(flapping_events)::bigint AS flapping_events
+        # Sums of int4 (a period's counts fit) are int8 sums: far cheaper than numeric ones of int8.
+        per_fp = f"""SELECT fingerprint, sum(events::int) AS events, sum(duplicates::int) AS duplicates,
+                            sum(flapping_events::int) AS flapping_events
                      FROM ({" UNION ALL ".join(parts) or "SELECT NULL::text, 0, 0, 0 WHERE false"})
                           AS u(fingerprint, events, duplicates, flapping_events)
-                     GROUP BY fingerprint HAVING sum(events) > 0"""
+                     GROUP BY fingerprint HAVING sum(events::int) > 0"""
     top = sql(q.top)
     # The rankings as two top-N sorts, the totals as one pass (no window over every alert). Fingerprints are hex
     # (an alert's own, checked at the door): their order is the same under "C", which compares bytes.
