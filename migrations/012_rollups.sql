@@ -120,69 +120,64 @@ DECLARE
     origin constant timestamptz := '2000-01-01T00:00:00Z';
     d timestamptz;
 BEGIN
+    -- One statement: the batch's rows are parsed once, each rollup upserted by its own part.
     IF jsonb_array_length(p_events) > 0 THEN
-        CREATE TEMP TABLE IF NOT EXISTS rollup_batch_rows (
-            fingerprint text, status text, severity text, alertname text, starts_at timestamptz,
-            received_at timestamptz, duplicates int, flapping bool, seconds numeric
-        ) ON COMMIT DELETE ROWS;
-        DELETE FROM rollup_batch_rows;  -- empty unless an earlier call of this transaction left rows
-        INSERT INTO rollup_batch_rows SELECT * FROM alert_history_rollup_rows(p_events);
-
-        INSERT INTO report_counts AS c (hour, status, severity, events)
-        SELECT date_bin('1 hour', received_at, origin), status, severity, count(*)
-        FROM rollup_batch_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-        ON CONFLICT (hour, status, severity) DO UPDATE SET events = c.events + excluded.events;
-
-        INSERT INTO report_alert_periods AS p (grain, start, fingerprint, events, duplicates, flapping_events)
-        SELECT g.grain, date_bin(g.width, e.received_at, origin), e.fingerprint, count(*), sum(e.duplicates),
-               count(*) FILTER (WHERE e.flapping)
-        FROM rollup_batch_rows AS e CROSS JOIN (VALUES ('d'::"char", interval '1 day'), ('h', interval '1 hour')) AS g(grain, width)
-        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-        ON CONFLICT (grain, start, fingerprint) DO UPDATE SET
-            events = p.events + excluded.events, duplicates = p.duplicates + excluded.duplicates,
-            flapping_events = p.flapping_events + excluded.flapping_events;
-
-        INSERT INTO report_alert_totals AS t (fingerprint, events, duplicates, flapping_events)
-        SELECT fingerprint, count(*), sum(duplicates), count(*) FILTER (WHERE flapping)
-        FROM rollup_batch_rows GROUP BY 1 ORDER BY 1
-        ON CONFLICT (fingerprint) DO UPDATE SET
-            events = t.events + excluded.events, duplicates = t.duplicates + excluded.duplicates,
-            flapping_events = t.flapping_events + excluded.flapping_events;
-
-        IF EXISTS (SELECT 1 FROM rollup_batch_rows WHERE status = 'resolved') THEN
-            WITH resolved AS (
-                SELECT fingerprint, starts_at, received_at, alertname, seconds, alert_history_mttr_bucket(seconds) AS bucket
-                FROM rollup_batch_rows WHERE status = 'resolved'),
-            firsts AS (
-                INSERT INTO report_episodes (fingerprint, starts_at, received_at, alertname, seconds, bucket)
-                SELECT * FROM resolved ORDER BY fingerprint, starts_at, received_at
-                ON CONFLICT (fingerprint, starts_at) DO NOTHING
-                RETURNING *),
-            repeats AS (
-                INSERT INTO report_resolve_repeats (fingerprint, starts_at, received_at, first_received_at, alertname,
-                                                    seconds, bucket)
-                SELECT r.fingerprint, r.starts_at, r.received_at,
-                       coalesce((SELECT min(f.received_at) FROM firsts AS f
-                                 WHERE f.fingerprint = r.fingerprint AND f.starts_at = r.starts_at),
-                                (SELECT x.received_at FROM report_episodes AS x
-                                 WHERE x.fingerprint = r.fingerprint AND x.starts_at = r.starts_at)),
-                       r.alertname, r.seconds, r.bucket
-                FROM resolved AS r
-                WHERE NOT EXISTS (SELECT 1 FROM firsts AS f WHERE f.fingerprint = r.fingerprint
-                                  AND f.starts_at = r.starts_at AND f.received_at = r.received_at)
-                ON CONFLICT DO NOTHING),
-            periods AS (
-                INSERT INTO report_mttr_periods AS m (grain, start, alertname, bucket, episodes, seconds)
-                SELECT g.grain, date_bin(g.width, f.received_at, origin), f.alertname, f.bucket, count(*), sum(f.seconds)
-                FROM firsts AS f CROSS JOIN (VALUES ('d'::"char", interval '1 day'), ('h', interval '1 hour')) AS g(grain, width)
-                GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-                ON CONFLICT (grain, start, alertname, bucket) DO UPDATE SET
-                    episodes = m.episodes + excluded.episodes, seconds = m.seconds + excluded.seconds)
-            INSERT INTO report_mttr_totals AS t (alertname, bucket, episodes, seconds)
-            SELECT alertname, bucket, count(*), sum(seconds) FROM firsts GROUP BY 1, 2 ORDER BY 1, 2
-            ON CONFLICT (alertname, bucket) DO UPDATE SET
-                episodes = t.episodes + excluded.episodes, seconds = t.seconds + excluded.seconds;
-        END IF;
+        WITH e AS MATERIALIZED (SELECT * FROM alert_history_rollup_rows(p_events)),
+        counts AS (
+            INSERT INTO report_counts AS c (hour, status, severity, events)
+            SELECT date_bin('1 hour', received_at, origin), status, severity, count(*)
+            FROM e GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+            ON CONFLICT (hour, status, severity) DO UPDATE SET events = c.events + excluded.events),
+        periods AS (
+            INSERT INTO report_alert_periods AS p (grain, start, fingerprint, events, duplicates, flapping_events)
+            SELECT g.grain, date_bin(g.width, e.received_at, origin), e.fingerprint, count(*), sum(e.duplicates),
+                   count(*) FILTER (WHERE e.flapping)
+            FROM e CROSS JOIN (VALUES ('d'::"char", interval '1 day'), ('h', interval '1 hour')) AS g(grain, width)
+            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+            ON CONFLICT (grain, start, fingerprint) DO UPDATE SET
+                events = p.events + excluded.events, duplicates = p.duplicates + excluded.duplicates,
+                flapping_events = p.flapping_events + excluded.flapping_events),
+        totals AS (
+            INSERT INTO report_alert_totals AS t (fingerprint, events, duplicates, flapping_events)
+            SELECT fingerprint, count(*), sum(duplicates), count(*) FILTER (WHERE flapping)
+            FROM e GROUP BY 1 ORDER BY 1
+            ON CONFLICT (fingerprint) DO UPDATE SET
+                events = t.events + excluded.events, duplicates = t.duplicates + excluded.duplicates,
+                flapping_events = t.flapping_events + excluded.flapping_events),
+        -- A resolve is its episode's first unless one is kept already or an earlier one is in the batch.
+        resolved AS (
+            SELECT r.*, (SELECT x.received_at FROM report_episodes AS x
+                         WHERE x.fingerprint = r.fingerprint AND x.starts_at = r.starts_at) AS kept_first
+            FROM (SELECT fingerprint, starts_at, received_at, alertname, seconds,
+                         alert_history_mttr_bucket(seconds) AS bucket,
+                         row_number() OVER w AS n, min(received_at) OVER w AS batch_first
+                  FROM e WHERE status = 'resolved'
+                  WINDOW w AS (PARTITION BY fingerprint, starts_at ORDER BY received_at)) AS r),
+        firsts AS (
+            INSERT INTO report_episodes (fingerprint, starts_at, received_at, alertname, seconds, bucket)
+            SELECT fingerprint, starts_at, received_at, alertname, seconds, bucket FROM resolved
+            WHERE kept_first IS NULL AND n = 1
+            ORDER BY fingerprint, starts_at
+            ON CONFLICT (fingerprint, starts_at) DO NOTHING
+            RETURNING *),
+        repeats AS (
+            INSERT INTO report_resolve_repeats (fingerprint, starts_at, received_at, first_received_at, alertname,
+                                                seconds, bucket)
+            SELECT fingerprint, starts_at, received_at, coalesce(kept_first, batch_first), alertname, seconds, bucket
+            FROM resolved
+            WHERE NOT (kept_first IS NULL AND n = 1)
+            ON CONFLICT DO NOTHING),
+        mttr_periods AS (
+            INSERT INTO report_mttr_periods AS m (grain, start, alertname, bucket, episodes, seconds)
+            SELECT g.grain, date_bin(g.width, f.received_at, origin), f.alertname, f.bucket, count(*), sum(f.seconds)
+            FROM firsts AS f CROSS JOIN (VALUES ('d'::"char", interval '1 day'), ('h', interval '1 hour')) AS g(grain, width)
+            GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+            ON CONFLICT (grain, start, alertname, bucket) DO UPDATE SET
+                episodes = m.episodes + excluded.episodes, seconds = m.seconds + excluded.seconds)
+        INSERT INTO report_mttr_totals AS t (alertname, bucket, episodes, seconds)
+        SELECT alertname, bucket, count(*), sum(seconds) FROM firsts GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT (alertname, bucket) DO UPDATE SET
+            episodes = t.episodes + excluded.episodes, seconds = t.seconds + excluded.seconds;
     END IF;
 
     -- Resends of rows stored in earlier batches: the store function has set their absolute counters, so each
