@@ -5,7 +5,8 @@
 -- hours at both ends from alert_events; or, when the range covers most of what is kept, the all-time totals less
 -- what lies outside the range (the same pieces, taken outside). See web/report_rollup.py.
 --
--- report_counts          hour × status × severity → events (the charts' buckets)
+-- report_counts          hour × status × severity → events (the charts' buckets); report_counts_minute the same
+--                        by minute, for the partial hours at a range's ends
 -- report_alert_periods   grain ('h' hour | 'd' day) × start × fingerprint → events, resends (the rows'
 --                        `duplicates`, of the rows received in that period: a resend after midnight counts onto
 --                        its row's day), flapping events. The ranked alerts' last receipt and first flapping
@@ -29,6 +30,15 @@ CREATE TABLE report_counts (
     severity text        NOT NULL,
     events   bigint      NOT NULL,
     PRIMARY KEY (hour, status, severity)
+) WITH (fillfactor = 80);
+
+-- The same by minute: the partial hours at a range's ends (a batch adds a few rows: its events' minutes).
+CREATE TABLE report_counts_minute (
+    minute   timestamptz NOT NULL,
+    status   text        NOT NULL,
+    severity text        NOT NULL,
+    events   bigint      NOT NULL,
+    PRIMARY KEY (minute, status, severity)
 ) WITH (fillfactor = 80);
 
 -- The first flapping event of a ranked alert in a range: flapping rows are about 1% of all.
@@ -128,6 +138,11 @@ BEGIN
             SELECT date_bin('1 hour', received_at, origin), status, severity, count(*)
             FROM e GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
             ON CONFLICT (hour, status, severity) DO UPDATE SET events = c.events + excluded.events),
+        minutes AS (
+            INSERT INTO report_counts_minute AS c (minute, status, severity, events)
+            SELECT date_bin('1 minute', received_at, origin), status, severity, count(*)
+            FROM e GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+            ON CONFLICT (minute, status, severity) DO UPDATE SET events = c.events + excluded.events),
         periods AS (
             INSERT INTO report_alert_periods AS p (grain, start, fingerprint, events, duplicates, flapping_events)
             SELECT g.grain, date_bin(g.width, e.received_at, origin), e.fingerprint, count(*), sum(e.duplicates),
@@ -238,6 +253,7 @@ BEGIN
     DELETE FROM report_alert_periods WHERE grain IN ('h', 'd') AND start < p_before;
     DELETE FROM report_mttr_periods WHERE grain IN ('h', 'd') AND start < p_before;
     DELETE FROM report_counts WHERE hour < p_before;
+    DELETE FROM report_counts_minute WHERE minute < p_before;
     DELETE FROM report_episodes WHERE received_at < p_before;
     DELETE FROM report_resolve_repeats WHERE received_at < p_before;
 END $$;
@@ -257,6 +273,10 @@ BEGIN
     DELETE FROM report_counts WHERE hour >= f AND hour < t;
     INSERT INTO report_counts (hour, status, severity, events)
     SELECT date_bin('1 hour', received_at, origin), status, severity, count(*)
+    FROM alert_events WHERE received_at >= f AND received_at < t GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+    DELETE FROM report_counts_minute WHERE minute >= f AND minute < t;
+    INSERT INTO report_counts_minute (minute, status, severity, events)
+    SELECT date_bin('1 minute', received_at, origin), status, severity, count(*)
     FROM alert_events WHERE received_at >= f AND received_at < t GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 
     DELETE FROM report_alert_periods WHERE grain IN ('h', 'd') AND start >= f AND start < t;

@@ -223,7 +223,8 @@ async def scratch_database(endpoints: Endpoints, prefix: str) -> AsyncIterator[a
 
 # The sink's tables and /report's rollups (migration 012): emptied together, or the rollups disagree with the rows.
 HISTORY_TABLES = (
-    "alert_events", "alerts", "sink_offsets", "report_counts", "report_alert_periods", "report_alert_totals",
+    "alert_events", "alerts", "sink_offsets", "report_counts", "report_counts_minute", "report_alert_periods",
+    "report_alert_totals",
     "report_episodes", "report_resolve_repeats", "report_mttr_periods", "report_mttr_totals",
 )  # fmt: skip
 

@@ -80,6 +80,30 @@ class _Sql:
         return f"${len(self.args)}"
 
 
+MINUTE = timedelta(minutes=1)
+
+
+Range = tuple[datetime, datetime]
+
+
+def _cut(x: datetime, y: datetime, width: timedelta) -> tuple[list[Range], list[Range]]:
+    """[x, y) as its whole `width` periods (one range, or none) and the rest at both ends."""
+    a, b = _ceil(x, width), _floor(y, width)
+    if a >= b:
+        return [], [(x, y)] if x < y else []
+    return [(a, b)], [r for r in ((x, a), (b, y)) if r[0] < r[1]]
+
+
+def _minutes(x: datetime, y: datetime) -> list[Range]:
+    """The whole minutes of [x, y) outside its whole hours."""
+    return [m for rest in _cut(x, y, HOUR)[1] for m in _cut(*rest, MINUTE)[0]]
+
+
+def _raw_ends(x: datetime, y: datetime) -> list[Range]:
+    """What is left of [x, y) outside its whole hours and whole minutes."""
+    return [r for rest in _cut(x, y, HOUR)[1] for r in _cut(*rest, MINUTE)[1]]
+
+
 def _alert_parts(sql: _Sql, pieces: Pieces, sign: str) -> list[str]:
     cols = f"fingerprint, {sign}events, {sign}duplicates, {sign}flapping_events"
     parts = [
@@ -281,20 +305,23 @@ async def run(q: ReportQuery, conn: asyncpg.Connection) -> dict[str, Any]:
     # Buckets: whole hours from report_counts, the partial ones from alert_events.
     sql = _Sql()
     width = sql(q.bucket)
-    hx, hy = _ceil(since, HOUR), _floor(until, HOUR)
+    # Whole hours from report_counts, whole minutes of the partial hours from report_counts_minute, the rest
+    # (at most two minutes) from alert_events.
     bparts = []
-    if hx < hy:
-        bparts.append(
-            f"SELECT date_bin({width}, hour, timestamptz '2000-01-01'), status, severity, events FROM report_counts"
-            f" WHERE hour >= {sql(hx)} AND hour < {sql(hy)}"
-        )
-        raw_ranges = [r for r in ((since, hx), (hy, until)) if r[0] < r[1]]
-    else:
-        raw_ranges = [(since, until)] if since < until else []
+    origin = "timestamptz '2000-01-01'"
+    for table, column, pieces in (
+        ("report_counts", "hour", _cut(since, until, HOUR)[0]),
+        ("report_counts_minute", "minute", _minutes(since, until)),
+    ):
+        bparts += [
+            f"SELECT date_bin({width}, {column}, {origin}), status, severity, events FROM {table}"
+            f" WHERE {column} >= {sql(a)} AND {column} < {sql(b)}"
+            for a, b in pieces
+        ]
     bparts += [
-        f"SELECT date_bin({width}, received_at, timestamptz '2000-01-01'), status, severity, count(*) FROM alert_events"
+        f"SELECT date_bin({width}, received_at, {origin}), status, severity, count(*) FROM alert_events"
         f" WHERE received_at >= {sql(a)} AND received_at < {sql(b)} GROUP BY 1, 2, 3"
-        for a, b in raw_ranges
+        for a, b in _raw_ends(since, until)
     ]
     buckets = (
         await conn.fetch(

@@ -181,7 +181,7 @@ async def test_rebuild_derives_what_the_sink_kept(pool: asyncpg.Pool) -> None:  
          a * 100 + d, a == 1, a, d, DAY_MS // 2 if a == 2 else None)
         for a in range(6) for d in range(DAYS)
     ]  # fmt: skip
-    tables = ("report_counts", "report_alert_periods", "report_alert_totals", "report_episodes",
+    tables = ("report_counts", "report_counts_minute", "report_alert_periods", "report_alert_totals", "report_episodes",
               "report_resolve_repeats", "report_mttr_periods", "report_mttr_totals")  # fmt: skip
     async with pool.acquire() as conn:
         await truncate_history(conn)
