@@ -270,6 +270,10 @@ BEGIN
     IF t < p_to THEN
         t := t + interval '1 day';
     END IF;
+    -- Writers wait until it commits (a batch's increments on rows being derived again would be lost or collide);
+    -- in the order the store path takes them, so neither waits on the other forever.
+    LOCK TABLE report_counts, report_counts_minute, report_alert_periods, report_alert_totals, report_episodes,
+               report_resolve_repeats, report_mttr_periods, report_mttr_totals IN SHARE ROW EXCLUSIVE MODE;
     DELETE FROM report_counts WHERE hour >= f AND hour < t;
     INSERT INTO report_counts (hour, status, severity, events)
     SELECT date_bin('1 hour', received_at, origin), status, severity, count(*)
