@@ -122,13 +122,12 @@ LANGUAGE sql STABLE AS $$
           FROM jsonb_array_elements(p_events) AS r) AS e
 $$;
 
--- Adds one batch's new rows and changed resend counters to the rollups. Called by alert_history_store_batch
--- after it wrote them (same transaction). Keys are upserted in order, so two writers never deadlock.
-CREATE FUNCTION alert_history_rollups_batch(p_events jsonb, p_counters jsonb) RETURNS void
+-- Adds one batch's new rows to the rollups. Called by alert_history_store_batch after it wrote them (same
+-- transaction). Keys are upserted in order, so two writers never deadlock.
+CREATE FUNCTION alert_history_rollups_batch(p_events jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     origin constant timestamptz := '2000-01-01T00:00:00Z';
-    d timestamptz;
 BEGIN
     -- One statement: the batch's rows are parsed once, each rollup upserted by its own part.
     IF jsonb_array_length(p_events) > 0 THEN
@@ -194,44 +193,41 @@ BEGIN
         ON CONFLICT (alertname, bucket) DO UPDATE SET
             episodes = t.episodes + excluded.episodes, seconds = t.seconds + excluded.seconds;
     END IF;
+END $$;
 
-    -- Resends of rows stored in earlier batches: the store function has set their absolute counters, so each
-    -- touched (alert, hour) is summed again from its rows (a few, by the fingerprint index) and the difference
-    -- goes onto the hour row, its day row and the alert's totals.
-    IF jsonb_array_length(p_counters) > 0 THEN
-        -- Day by day (one or two): the day's bounds prune every read to its partition.
-        FOR d IN SELECT DISTINCT date_bin('1 day', to_timestamp((r->>3)::bigint / 1e3::float8), origin)
-                 FROM jsonb_array_elements(p_counters) AS r LOOP
-            WITH keys AS (
-                SELECT DISTINCT e.fingerprint, date_bin('1 hour', e.received_at, origin) AS hour
-                FROM jsonb_array_elements(p_counters) AS r
-                JOIN alert_events AS e ON e.id = (r->>0)::bigint
-                                      AND e.received_at = to_timestamp((r->>3)::bigint / 1e3::float8)
-                WHERE e.received_at >= d AND e.received_at < d + interval '1 day'),
-            sums AS (
-                SELECT k.fingerprint, k.hour, sum(x.duplicates) AS duplicates
-                FROM keys AS k JOIN alert_events AS x ON x.fingerprint = k.fingerprint
-                     AND x.received_at >= k.hour AND x.received_at < k.hour + interval '1 hour'
-                WHERE x.received_at >= d AND x.received_at < d + interval '1 day'
-                GROUP BY 1, 2),
-            deltas AS (
-                SELECT s.fingerprint, s.hour, s.duplicates, s.duplicates - p.duplicates AS delta
-                FROM sums AS s JOIN report_alert_periods AS p
-                     ON p.grain = 'h' AND p.start = s.hour AND p.fingerprint = s.fingerprint
-                WHERE s.duplicates <> p.duplicates),
-            hours AS (
-                UPDATE report_alert_periods AS p SET duplicates = x.duplicates
-                FROM (SELECT * FROM deltas ORDER BY hour, fingerprint) AS x
-                WHERE p.grain = 'h' AND p.start = x.hour AND p.fingerprint = x.fingerprint),
-            days AS (
-                UPDATE report_alert_periods AS p SET duplicates = p.duplicates + x.delta
-                FROM (SELECT fingerprint, sum(delta) AS delta FROM deltas GROUP BY 1 ORDER BY 1) AS x
-                WHERE p.grain = 'd' AND p.start = d AND p.fingerprint = x.fingerprint)
-            UPDATE report_alert_totals AS t SET duplicates = t.duplicates + x.delta
-            FROM (SELECT fingerprint, sum(delta) AS delta FROM deltas GROUP BY 1 ORDER BY 1) AS x
-            WHERE t.fingerprint = x.fingerprint;
-        END LOOP;
+-- Resends of rows stored in earlier batches: adds each row's new `duplicates` less the one it holds to its hour
+-- row, its day row and its alert's totals. Called by alert_history_store_batch BEFORE it writes the new counters
+-- (same transaction), so the old ones come with the probe that finds the row's alert and hour.
+CREATE FUNCTION alert_history_rollups_resends(p_counters jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    origin constant timestamptz := '2000-01-01T00:00:00Z';
+BEGIN
+    IF jsonb_array_length(p_counters) = 0 THEN
+        RETURN;
     END IF;
+    -- One primary key probe a row, as the counters' UPDATE makes (the LIMIT keeps it a probe: joined, the day's
+    -- bounds or a misestimated batch size make the planner scan the whole partition instead).
+    WITH deltas AS MATERIALIZED (
+        SELECT e.fingerprint, e.received_at, (r->>1)::int - e.duplicates AS delta
+        FROM jsonb_array_elements(p_counters) AS r
+        CROSS JOIN LATERAL (SELECT x.fingerprint, x.received_at, x.duplicates FROM alert_events AS x
+                            WHERE x.id = (r->>0)::bigint
+                              AND x.received_at = to_timestamp((r->>3)::bigint / 1e3::float8) LIMIT 1) AS e
+        WHERE (r->>1)::int <> e.duplicates),
+    hours AS (
+        UPDATE report_alert_periods AS p SET duplicates = p.duplicates + x.delta
+        FROM (SELECT date_bin('1 hour', received_at, origin) AS start, fingerprint, sum(delta) AS delta
+              FROM deltas GROUP BY 1, 2 ORDER BY 1, 2) AS x
+        WHERE p.grain = 'h' AND p.start = x.start AND p.fingerprint = x.fingerprint),
+    days AS (
+        UPDATE report_alert_periods AS p SET duplicates = p.duplicates + x.delta
+        FROM (SELECT date_bin('1 day', received_at, origin) AS start, fingerprint, sum(delta) AS delta
+              FROM deltas GROUP BY 1, 2 ORDER BY 1, 2) AS x
+        WHERE p.grain = 'd' AND p.start = x.start AND p.fingerprint = x.fingerprint)
+    UPDATE report_alert_totals AS t SET duplicates = t.duplicates + x.delta
+    FROM (SELECT fingerprint, sum(delta) AS delta FROM deltas GROUP BY 1 ORDER BY 1) AS x
+    WHERE t.fingerprint = x.fingerprint;
 END $$;
 
 -- Rollups of everything received before p_before are dropped (retention drops those days of alert_events).
@@ -328,7 +324,8 @@ BEGIN
     SELECT alertname, bucket, sum(episodes), sum(seconds) FROM report_mttr_periods WHERE grain = 'd' GROUP BY 1, 2;
 END $$;
 
--- Migration 008's store function, plus the rollups' line before the offsets.
+-- Migration 008's store function, plus the rollups' two lines: the resends' before the counters' UPDATE (it reads
+-- the old counters), the new rows' before the offsets.
 CREATE OR REPLACE FUNCTION alert_history_store_batch(
     p_topic text, p_partitions int[], p_next_offsets bigint[], p_first_partitions int[], p_first_offsets bigint[],
     p_events jsonb,    -- [id, fingerprint, status, labels, annotations, starts_us, ends_us, generator_url,
@@ -364,6 +361,7 @@ BEGIN
         ON CONFLICT (id, received_at) DO NOTHING;
     END IF;
 
+    PERFORM alert_history_rollups_resends(p_counters);
     IF jsonb_array_length(p_counters) > 0 THEN
         UPDATE alert_events AS e SET duplicates = u.duplicates, last_seen_at = u.last_seen_at
         FROM (SELECT (r->>0)::bigint AS id, (r->>1)::int AS duplicates,
@@ -407,7 +405,7 @@ BEGIN
         WHERE a.fingerprint = u.fingerprint;
     END IF;
 
-    PERFORM alert_history_rollups_batch(p_events, p_counters);
+    PERFORM alert_history_rollups_batch(p_events);
     INSERT INTO sink_offsets (topic, partition, next_offset, updated_at)
     SELECT p_topic, p, o, now() FROM unnest(p_partitions, p_next_offsets) AS t(p, o)
     ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()
