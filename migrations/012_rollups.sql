@@ -1,16 +1,19 @@
 -- Rollups for /report, kept by the history sink in the transaction that stores the rows they summarise.
 --
 -- Periods are UTC hours and days (date_bin from 2000-01-01, as /report's buckets). /report over [since, until)
--- reads whole days from the day rows, whole hours of the partial days from the hour rows, and only the partial
--- hours at both ends from alert_events; or, when the range covers most of what is kept, the all-time totals less
+-- reads whole days from the day rows, whole hours of the partial days from the hour rows (the per-alert sums:
+-- from alert_events), and only the partial hours at both ends from alert_events; or, when the range covers most of what is kept, the all-time totals less
 -- what lies outside the range (the same pieces, taken outside). See web/report_rollup.py.
 --
 -- report_counts          hour × status × severity → events (the charts' buckets); report_counts_minute the same
 --                        by minute, for the partial hours at a range's ends
--- report_alert_periods   grain ('h' hour | 'd' day) × start × fingerprint → events, resends (the rows'
---                        `duplicates`, of the rows received in that period: a resend after midnight counts onto
---                        its row's day), flapping events. The ranked alerts' last receipt and first flapping
---                        event are read from alert_events (an index each: the second one partial, on flapping rows)
+-- report_alert_periods   grain ('d' day) × start × fingerprint → events, resends (the rows' `duplicates`, of the
+--                        rows received in that day: a resend after midnight counts onto its row's day), flapping
+--                        events. No hour rows per alert: an alert has about as many of them as rows in
+--                        alert_events (resends are counters, not rows), so the partial days of a range read the
+--                        rows themselves, and the store path writes two rows a new row less. The ranked alerts'
+--                        last receipt and first flapping event are read from alert_events (an index each: the
+--                        second one partial, on flapping rows)
 -- report_alert_totals    fingerprint → the sums of its day rows
 -- report_episodes        (fingerprint, startsAt) → its first resolved row kept: received_at, alertname, duration,
 --                        its histogram bucket. MTTR counts an episode at its first resolve.
@@ -45,7 +48,7 @@ CREATE TABLE report_counts_minute (
 CREATE INDEX alert_events_flapping ON alert_events (fingerprint, received_at) WHERE flapping;
 
 CREATE TABLE report_alert_periods (
-    grain             "char"      NOT NULL,   -- 'h' | 'd'
+    grain             "char"      NOT NULL,   -- 'd' (a day; the column keeps the MTTR rows' layout)
     start             timestamptz NOT NULL,
     fingerprint       text        NOT NULL,
     events            bigint      NOT NULL,
@@ -144,10 +147,9 @@ BEGIN
             ON CONFLICT (minute, status, severity) DO UPDATE SET events = c.events + excluded.events),
         periods AS (
             INSERT INTO report_alert_periods AS p (grain, start, fingerprint, events, duplicates, flapping_events)
-            SELECT g.grain, date_bin(g.width, e.received_at, origin), e.fingerprint, count(*), sum(e.duplicates),
-                   count(*) FILTER (WHERE e.flapping)
-            FROM e CROSS JOIN (VALUES ('d'::"char", interval '1 day'), ('h', interval '1 hour')) AS g(grain, width)
-            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+            SELECT 'd', date_bin('1 day', received_at, origin), fingerprint, count(*), sum(duplicates),
+                   count(*) FILTER (WHERE flapping)
+            FROM e GROUP BY 2, 3 ORDER BY 2, 3
             ON CONFLICT (grain, start, fingerprint) DO UPDATE SET
                 events = p.events + excluded.events, duplicates = p.duplicates + excluded.duplicates,
                 flapping_events = p.flapping_events + excluded.flapping_events),
@@ -195,8 +197,8 @@ BEGIN
     END IF;
 END $$;
 
--- Resends of rows stored in earlier batches: adds each row's new `duplicates` less the one it holds to its hour
--- row, its day row and its alert's totals. Called by alert_history_store_batch BEFORE it writes the new counters
+-- Resends of rows stored in earlier batches: adds each row's new `duplicates` less the one it holds to its day
+-- row and its alert's totals. Called by alert_history_store_batch BEFORE it writes the new counters
 -- (same transaction), so the old ones come with the probe that finds the row's alert and hour.
 CREATE FUNCTION alert_history_rollups_resends(p_counters jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -215,11 +217,6 @@ BEGIN
                             WHERE x.id = (r->>0)::bigint
                               AND x.received_at = to_timestamp((r->>3)::bigint / 1e3::float8) LIMIT 1) AS e
         WHERE (r->>1)::int <> e.duplicates),
-    hours AS (
-        UPDATE report_alert_periods AS p SET duplicates = p.duplicates + x.delta
-        FROM (SELECT date_bin('1 hour', received_at, origin) AS start, fingerprint, sum(delta) AS delta
-              FROM deltas GROUP BY 1, 2 ORDER BY 1, 2) AS x
-        WHERE p.grain = 'h' AND p.start = x.start AND p.fingerprint = x.fingerprint),
     days AS (
         UPDATE report_alert_periods AS p SET duplicates = p.duplicates + x.delta
         FROM (SELECT date_bin('1 day', received_at, origin) AS start, fingerprint, sum(delta) AS delta
@@ -246,7 +243,7 @@ BEGIN
           FROM report_mttr_periods WHERE grain = 'd' AND start < p_before GROUP BY 1, 2) AS d
     WHERE t.alertname = d.alertname AND t.bucket = d.bucket;
     DELETE FROM report_mttr_totals WHERE episodes <= 0;
-    DELETE FROM report_alert_periods WHERE grain IN ('h', 'd') AND start < p_before;
+    DELETE FROM report_alert_periods WHERE grain = 'd' AND start < p_before;
     DELETE FROM report_mttr_periods WHERE grain IN ('h', 'd') AND start < p_before;
     DELETE FROM report_counts WHERE hour < p_before;
     DELETE FROM report_counts_minute WHERE minute < p_before;
@@ -279,13 +276,12 @@ BEGIN
     SELECT date_bin('1 minute', received_at, origin), status, severity, count(*)
     FROM alert_events WHERE received_at >= f AND received_at < t GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 
-    DELETE FROM report_alert_periods WHERE grain IN ('h', 'd') AND start >= f AND start < t;
+    DELETE FROM report_alert_periods WHERE grain = 'd' AND start >= f AND start < t;
     INSERT INTO report_alert_periods (grain, start, fingerprint, events, duplicates, flapping_events)
-    SELECT g.grain, date_bin(g.width, e.received_at, origin), e.fingerprint, count(*), sum(e.duplicates),
-           count(*) FILTER (WHERE e.flapping)
-    FROM alert_events AS e CROSS JOIN (VALUES ('d'::"char", interval '1 day'), ('h', interval '1 hour')) AS g(grain, width)
-    WHERE e.received_at >= f AND e.received_at < t
-    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;  -- a period's rows together on disk, as the sink writes them
+    SELECT 'd', date_bin('1 day', received_at, origin), fingerprint, count(*), sum(duplicates),
+           count(*) FILTER (WHERE flapping)
+    FROM alert_events WHERE received_at >= f AND received_at < t
+    GROUP BY 2, 3 ORDER BY 2, 3;  -- a period's rows together on disk, as the sink writes them
 
     DELETE FROM report_episodes WHERE received_at >= f AND received_at < t;
     DELETE FROM report_resolve_repeats WHERE received_at >= f AND received_at < t;

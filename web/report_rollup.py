@@ -1,9 +1,11 @@
 """/report from the rollups of migration 012: the same document as the raw scan (web/queries.ReportQuery), MTTR
-percentiles within 2.19% (the histogram's bound), without reading more than the range's partial hours of raw rows.
+percentiles within 2.19% (the histogram's bound), reading raw rows only for the range's partial days (the per-alert
+sums) or partial hours (the rest).
 
-A range [since, until) is cut into pieces: whole UTC days (day rows), whole hours of the partial days (hour rows),
-and the partial hours at both ends (alert_events itself). When the range covers most of the days kept, the per-alert
-and MTTR sums are taken as the all-time totals less the pieces outside the range, which are then the fewer rows.
+A range [since, until) is cut into pieces: whole UTC days (day rows), whole hours of the partial days (hour
+rows; per alert there are none, its rows are read), and the partial hours at both ends (alert_events itself).
+When the range covers most of the days kept, the per-alert and MTTR sums are taken as the all-time totals less
+the pieces outside the range, which are then the fewer rows.
 """
 
 from __future__ import annotations
@@ -104,17 +106,29 @@ def _raw_ends(x: datetime, y: datetime) -> list[Range]:
     return [r for rest in _cut(x, y, HOUR)[1] for r in _cut(*rest, MINUTE)[1]]
 
 
+def _joined(ranges: Sequence[Range]) -> list[Range]:
+    """The ranges with those that touch made one."""
+    out: list[Range] = []
+    for a, b in sorted(ranges):
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
 def _alert_parts(sql: _Sql, pieces: Pieces, sign: str) -> list[str]:
+    # Per alert there are day rows only (an alert's hour rows would be about as many as its rows): the partial
+    # days are read from alert_events.
     cols = f"fingerprint, {sign}events, {sign}duplicates, {sign}flapping_events"
     parts = [
-        f"SELECT {cols} FROM report_alert_periods WHERE grain = '{g}' AND start >= {sql(a)} AND start < {sql(b)}"
-        for g, ranges in (("d", pieces.days), ("h", pieces.hours))
-        for a, b in ranges
+        f"SELECT {cols} FROM report_alert_periods WHERE grain = 'd' AND start >= {sql(a)} AND start < {sql(b)}"
+        for a, b in pieces.days
     ]
     parts += [
         f"SELECT fingerprint, {sign}count(*), {sign}sum(duplicates), {sign}count(*) FILTER (WHERE flapping)"
         f" FROM alert_events WHERE received_at >= {sql(a)} AND received_at < {sql(b)} GROUP BY fingerprint"
-        for a, b in pieces.raw
+        for a, b in _joined(pieces.hours + pieces.raw)
     ]
     return parts
 
