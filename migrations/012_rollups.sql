@@ -263,8 +263,11 @@ BEGIN
     IF t < p_to THEN
         t := t + interval '1 day';
     END IF;
-    -- Writers wait until it commits (a batch's increments on rows being derived again would be lost or collide);
-    -- in the order the store path takes them, so neither waits on the other forever.
+    -- Writers wait until it commits (a batch's increments on rows being derived again would be lost or collide).
+    -- First the store function's first lock (its offsets rows, FOR UPDATE): a batch under way finishes, the next
+    -- waits before it touches any rollup, whatever order its statements take the rollup tables in (the resends'
+    -- part takes the alert rows first, a batch of new rows the counts first), so neither waits on the other forever.
+    LOCK TABLE sink_offsets IN EXCLUSIVE MODE;
     LOCK TABLE report_counts, report_counts_minute, report_alert_periods, report_alert_totals, report_episodes,
                report_resolve_repeats, report_mttr_periods, report_mttr_totals IN SHARE ROW EXCLUSIVE MODE;
     DELETE FROM report_counts WHERE hour >= f AND hour < t;
