@@ -70,6 +70,11 @@ async def upkeep(pool: asyncpg.Pool, retention_days: int, now: datetime | None =
                 async with conn.transaction():
                     await conn.execute("SET LOCAL lock_timeout = '5s'")
                     await conn.execute(f'DROP TABLE "{name}"')  # name matched ^alert_events_\d{8}$
+                    # The /report rollups of that day and before go with it (migration 012).
+                    await conn.execute(
+                        "SELECT alert_history_rollups_drop_before($1)",
+                        datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1),
+                    )
                 dropped.append(name)
                 metrics.PARTITIONS_DROPPED.inc()
             # Current state of alerts not heard of within the retention goes too (a small table), and the

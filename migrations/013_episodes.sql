@@ -114,7 +114,7 @@ END $$;
 
 SELECT alert_history_episodes_rebuild('-infinity', 'infinity');
 
--- Migration 008's function with the episodes kept in the same transaction (one added line).
+-- Migration 012's function (008's with the rollups) with the episodes kept in the same transaction (one added line).
 CREATE OR REPLACE FUNCTION alert_history_store_batch(
     p_topic text, p_partitions int[], p_next_offsets bigint[], p_first_partitions int[], p_first_offsets bigint[],
     p_events jsonb,    -- [id, fingerprint, status, labels, annotations, starts_us, ends_us, generator_url,
@@ -149,6 +149,8 @@ BEGIN
         FROM jsonb_array_elements(p_events) AS r
         ON CONFLICT (id, received_at) DO NOTHING;
     END IF;
+
+    PERFORM alert_history_rollups_resends(p_counters);  -- migration 012's: before the counters change
 
     IF jsonb_array_length(p_counters) > 0 THEN
         UPDATE alert_events AS e SET duplicates = u.duplicates, last_seen_at = u.last_seen_at
@@ -193,6 +195,7 @@ BEGIN
         WHERE a.fingerprint = u.fingerprint;
     END IF;
 
+    PERFORM alert_history_rollups_batch(p_events);  -- migration 012's
     PERFORM alert_history_episodes_batch(p_alerts);
 
     INSERT INTO sink_offsets (topic, partition, next_offset, updated_at)

@@ -190,14 +190,6 @@ async def db(endpoints: Endpoints) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-# What the history sink writes: tests that start each example empty truncate these.
-SINK_TABLES = ("alert_events", "alerts", "alert_episodes", "sink_offsets")
-
-
-async def truncate_sink_tables(conn: asyncpg.Connection) -> None:
-    await conn.execute(f"TRUNCATE {', '.join(SINK_TABLES)}")
-
-
 def unique(prefix: str = "T") -> str:
     """A label value no other test uses."""
     return f"{prefix}{uuid.uuid4().hex[:10]}"
@@ -227,3 +219,17 @@ async def scratch_database(endpoints: Endpoints, prefix: str) -> AsyncIterator[a
             yield conn
         finally:
             await conn.close()
+
+
+# What the history sink writes: its rows, the episodes (migration 013) and /report's rollups (migration 012),
+# emptied together, or the derived tables disagree with the rows.
+HISTORY_TABLES = (
+    "alert_events", "alerts", "sink_offsets", "alert_episodes", "report_counts", "report_counts_minute",
+    "report_alert_periods", "report_alert_totals", "report_episodes", "report_resolve_repeats",
+    "report_mttr_periods", "report_mttr_totals",
+)  # fmt: skip
+
+
+async def truncate_history(conn: asyncpg.Connection) -> None:
+    """Empty the history and its rollups (a scratch database's: never the session's shared one)."""
+    await conn.execute(f"TRUNCATE {', '.join(HISTORY_TABLES)}")

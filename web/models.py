@@ -285,6 +285,10 @@ class Report(_Body):
     mttr_seconds: Mttr
     bucket_seconds: int
     buckets: list[Bucket]
+    source: Literal["rollup", "events"] = Field(
+        description="Which path answered: the rollups, or a scan of the events (any filter). MTTR p50/p90 from the "
+        "rollups are within 2.19% of the scan's."
+    )
 
 
 class Receiver(_Body):

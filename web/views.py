@@ -22,7 +22,7 @@ from app.faust_adapter import raw_producer
 from app.matchers import Matcher, matchers_to_sql
 from app.models import FINGERPRINT, PostableAlerts, WebhookIn
 from app.produce import OutMessage, bridge, max_message_size, message_size
-from web import models, openapi, params
+from web import models, openapi, params, report
 from web.api import ApiView, Busy, HTTPProblem, json_response, read_json
 from web.queries import (
     BUCKETS,
@@ -203,15 +203,15 @@ class Report(ApiView):
         now = datetime.now(UTC)
         since, until = q.time_range(now)
         bucket = q.choice("bucket")
-        report = ReportQuery(
+        query = ReportQuery(
             since=since or params.day_before(until or now),
             until=until or now,
             matchers=q.matchers(),
             top=q.integer("top"),
             bucket=BUCKETS[bucket or "1h"],
         )
-        async with self.snapshot(report.matchers) as conn:
-            return json_response(await report.run(conn))
+        async with self.snapshot(query.matchers) as conn:
+            return json_response(await report.run(query, conn))
 
 
 class StatusV2(ApiView):

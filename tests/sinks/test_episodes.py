@@ -33,7 +33,7 @@ from app.fingerprint import fingerprint
 from app.records import EPOCH, NEW_ROW, Decision, FingerprintState, Outcome
 from app.services import Endpoints
 from sinks.postgres import PostgresSink
-from tests.fixtures import scratch_database_url, truncate_sink_tables
+from tests.fixtures import scratch_database_url, truncate_history
 from web.queries import FIRING_AT
 
 EXAMPLES = int(os.environ.get("ALERT_HISTORY_EPISODE_EXAMPLES", "120"))
@@ -195,7 +195,7 @@ async def check(sink: PostgresSink, steps: Sequence[tuple[Any, ...]], seed: int,
     rng = random.Random(seed)
     assert sink.pool is not None
     async with sink.pool.acquire() as conn:
-        await truncate_sink_tables(conn)
+        await truncate_history(conn)
         records, sent = stream(steps, rng)
         pipeline = Pipeline(sink)
         await pipeline.run(records, rng)
@@ -290,5 +290,5 @@ async def _prepare_and_run(
 ) -> None:
     assert sink.pool is not None
     async with sink.pool.acquire() as conn:
-        await truncate_sink_tables(conn)
+        await truncate_history(conn)
     await pipeline.run(records, rng)
