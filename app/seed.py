@@ -124,6 +124,9 @@ async def seed_events(
             bar.update(await _load_day(conn, day, args))
         await conn.execute("SELECT alert_events_ensure_partition($1)", last_day + timedelta(days=1))
     await conn.execute(ALERTS_SQL, n, fingerprints, first_id)
+    # Statistics first: the rebuilds' plans on tables the planner has never seen sorted and joined for ever.
+    await conn.execute("ANALYZE alert_events")
+    await conn.execute("ANALYZE alerts")
     called = []
     for name in REBUILDS:
         if await conn.fetchval("SELECT to_regprocedure($1) IS NOT NULL", f"{name}(timestamptz, timestamptz)"):
