@@ -170,52 +170,61 @@ class ReportQuery:
             self.bucket,
         )
         overall = next((r for r in mttr if r["overall"]), None)
-        totals = per_alert[0] if per_alert else None
-        noisiest = sorted((r for r in per_alert if r["noisy_rank"] <= self.top), key=lambda r: r["noisy_rank"])
-        flapping = sorted(
-            (r for r in per_alert if r["flapping_events"] and r["flap_rank"] <= self.top), key=lambda r: r["flap_rank"]
-        )
-        return {
-            "since": rfc3339(self.since),
-            "until": rfc3339(self.until),
-            **{
-                key: int(totals[column]) if totals else 0
-                for key, column in (
-                    ("total_events", "total_events"),
-                    ("unique_alerts", "unique_alerts"),
-                    ("duplicates_suppressed", "duplicates_suppressed"),
-                    ("flapping_events", "total_flapping"),
-                )
-            },
-            "top_alerts": [_ranked(r, "events", "duplicates", "notifications", "flapping_events") for r in noisiest],
-            "flapping_alerts": [
+        return report_body(self, per_alert, {
+            "overall": _seconds(overall["mean"]) if overall and overall["episodes"] else None,
+            "p50": _seconds(overall["p50"]) if overall and overall["episodes"] else None,
+            "p90": _seconds(overall["p90"]) if overall and overall["episodes"] else None,
+            "episodes": int(overall["episodes"]) if overall else 0,
+            "by_alertname": [
                 {
-                    **_ranked(r, "flapping_events"),
-                    "transitions": int(r["events"]),  # its rows in range: first sighting, transitions, resightings
-                    "firstFlappingAt": rfc3339(r["first_flapping_at"]),
+                    "alertname": r["alertname"] or "",
+                    "mttr_seconds": _seconds(r["mean"]),
+                    "p50_seconds": _seconds(r["p50"]),
+                    "p90_seconds": _seconds(r["p90"]),
+                    "episodes": int(r["episodes"]),
                 }
-                for r in flapping
-            ],
-            "mttr_seconds": {
-                "overall": _seconds(overall["mean"]) if overall and overall["episodes"] else None,
-                "p50": _seconds(overall["p50"]) if overall and overall["episodes"] else None,
-                "p90": _seconds(overall["p90"]) if overall and overall["episodes"] else None,
-                "episodes": int(overall["episodes"]) if overall else 0,
-                "by_alertname": [
-                    {
-                        "alertname": r["alertname"] or "",
-                        "mttr_seconds": _seconds(r["mean"]),
-                        "p50_seconds": _seconds(r["p50"]),
-                        "p90_seconds": _seconds(r["p90"]),
-                        "episodes": int(r["episodes"]),
-                    }
-                    for r in mttr
-                    if not r["overall"]
-                ][: self.top],
-            },
-            "bucket_seconds": int(self.bucket.total_seconds()),
-            "buckets": _pivot(buckets),
-        }
+                for r in mttr
+                if not r["overall"]
+            ][: self.top],
+        }, buckets)  # fmt: skip
+
+
+def report_body(
+    q: ReportQuery, per_alert: Sequence[Mapping[str, Any]], mttr_seconds: dict[str, Any],
+    buckets: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:  # fmt: skip
+    """/report's answer, whichever path counted it (raw rows here, rollups in web/report_rollup.py): `per_alert`
+    ranked rows whose first carries the totals, the MTTR object, and (start, status, severity, events) rows."""
+    totals = per_alert[0] if per_alert else None
+    noisiest = sorted((r for r in per_alert if r["noisy_rank"] <= q.top), key=lambda r: r["noisy_rank"])
+    flapping = sorted(
+        (r for r in per_alert if r["flapping_events"] and r["flap_rank"] <= q.top), key=lambda r: r["flap_rank"]
+    )
+    return {
+        "since": rfc3339(q.since),
+        "until": rfc3339(q.until),
+        **{
+            key: int(totals[column]) if totals else 0
+            for key, column in (
+                ("total_events", "total_events"),
+                ("unique_alerts", "unique_alerts"),
+                ("duplicates_suppressed", "duplicates_suppressed"),
+                ("flapping_events", "total_flapping"),
+            )
+        },
+        "top_alerts": [_ranked(r, "events", "duplicates", "notifications", "flapping_events") for r in noisiest],
+        "flapping_alerts": [
+            {
+                **_ranked(r, "flapping_events"),
+                "transitions": int(r["events"]),  # its rows in range: first sighting, transitions, resightings
+                "firstFlappingAt": rfc3339(r["first_flapping_at"]),
+            }
+            for r in flapping
+        ],
+        "mttr_seconds": mttr_seconds,
+        "bucket_seconds": int(q.bucket.total_seconds()),
+        "buckets": _pivot(buckets),
+    }
 
 
 def _ranked(row: Mapping[str, Any], *counts: str) -> dict[str, Any]:

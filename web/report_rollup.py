@@ -19,8 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from app.events import rfc3339
-from web.queries import ReportQuery, _pivot, _ranked, _seconds
+from web.queries import ReportQuery, _seconds, report_body
 
 ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -348,39 +347,10 @@ async def run(q: ReportQuery, conn: asyncpg.Connection) -> dict[str, Any]:
         else []
     )
 
-    totals = per_alert[0] if per_alert else None
-    noisiest = sorted((r for r in per_alert if r["noisy_rank"] <= q.top), key=lambda r: r["noisy_rank"])
-    flapping = sorted(
-        (r for r in per_alert if r["flapping_events"] and r["flap_rank"] <= q.top), key=lambda r: r["flap_rank"]
-    )
-    return {
-        "since": rfc3339(q.since),
-        "until": rfc3339(q.until),
-        **{
-            key: int(totals[column]) if totals else 0
-            for key, column in (
-                ("total_events", "total_events"),
-                ("unique_alerts", "unique_alerts"),
-                ("duplicates_suppressed", "duplicates_suppressed"),
-                ("flapping_events", "total_flapping"),
-            )
-        },
-        "top_alerts": [_ranked(r, "events", "duplicates", "notifications", "flapping_events") for r in noisiest],
-        "flapping_alerts": [
-            {
-                **_ranked(r, "flapping_events"),
-                "transitions": int(r["events"]),
-                "firstFlappingAt": rfc3339(r["first_flapping_at"]),
-            }
-            for r in flapping
-        ],
-        "mttr_seconds": {
-            "overall": _seconds(seconds / episodes) if episodes else None,
-            "p50": _seconds(percentile(hist, 0.5)) if episodes else None,
-            "p90": _seconds(percentile(hist, 0.9)) if episodes else None,
-            "episodes": episodes,
-            "by_alertname": [by_alertname(r) for r in mttr][: q.top],
-        },
-        "bucket_seconds": int(q.bucket.total_seconds()),
-        "buckets": _pivot(buckets),
-    }
+    return report_body(q, per_alert, {
+        "overall": _seconds(seconds / episodes) if episodes else None,
+        "p50": _seconds(percentile(hist, 0.5)) if episodes else None,
+        "p90": _seconds(percentile(hist, 0.9)) if episodes else None,
+        "episodes": episodes,
+        "by_alertname": [by_alertname(r) for r in mttr][: q.top],
+    }, buckets)  # fmt: skip
