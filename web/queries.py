@@ -255,6 +255,18 @@ def _pivot(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return list(points.values())
 
 
+def firing_now_sql(matchers: Sequence[Matcher]) -> tuple[str, list[Any]]:
+    """Alerts firing now, from the alerts rows (the sink's current state), as `gettable_alert` rows."""
+    clauses, args = matchers_to_sql(matchers, "labels", 1)
+    sql = (
+        "SELECT fingerprint, labels, annotations, starts_at, ends_at, generator_url, last_seen_at, receiver "
+        "FROM alerts WHERE status = 'firing' AND (ends_at IS NULL OR ends_at > now()) "
+        + "".join(f"AND {c} " for c in clauses)
+        + "ORDER BY starts_at, fingerprint"
+    )
+    return sql, args
+
+
 # An episode firing at $1: the index finds it by its range (its end rounded up, migration 013), ends_at decides.
 FIRING_AT = "active @> $1::timestamptz AND (ends_at IS NULL OR ends_at > $1)"
 

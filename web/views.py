@@ -19,7 +19,7 @@ from app.errors import InvalidAlert
 from app.events import from_row as event_json
 from app.events import rfc3339
 from app.faust_adapter import raw_producer
-from app.matchers import Matcher, matchers_to_sql
+from app.matchers import Matcher
 from app.models import FINGERPRINT, PostableAlerts, WebhookIn
 from app.produce import OutMessage, bridge, max_message_size, message_size
 from web import models, openapi, params, report
@@ -31,6 +31,7 @@ from web.queries import (
     episodes,
     firing_at_json_sql,
     firing_at_sql,
+    firing_now_sql,
     gettable_alert,
     history_at_sql,
 )
@@ -81,16 +82,7 @@ async def firing_alerts(view: ApiView, q: params.Params, at: datetime | None) ->
         async with view.snapshot(matchers) as conn:
             body = await conn.fetchval(sql, *args)
         return web.Response(text=body, content_type="application/json")
-    if at is not None:
-        sql, args = firing_at_sql(matchers, at)
-    else:
-        clauses, args = matchers_to_sql(matchers, "labels", 1)
-        sql = (
-            "SELECT fingerprint, labels, annotations, starts_at, ends_at, generator_url, last_seen_at, receiver "
-            "FROM alerts WHERE status = 'firing' AND (ends_at IS NULL OR ends_at > now()) "
-            + "".join(f"AND {c} " for c in clauses)
-            + "ORDER BY starts_at, fingerprint"
-        )
+    sql, args = firing_at_sql(matchers, at) if at is not None else firing_now_sql(matchers)
     async with view.snapshot(matchers) as conn:
         rows = await conn.fetch(sql, *args)
     alerts = [gettable_alert(r) for r in rows]
