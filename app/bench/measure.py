@@ -142,20 +142,6 @@ async def poll_metric(
     return seen[-1] if seen else None
 
 
-async def timed_gets(url: str, params: list[dict[str, str]]) -> list[float]:
-    """Each GET in turn; the milliseconds each took."""
-    out = []
-    async with aiohttp.ClientSession() as session:
-        for p in params:
-            t = time.perf_counter()
-            async with session.get(url, params=p) as r:
-                await r.read()
-                if r.status != 200:
-                    raise SystemExit(f"bench: GET {url} {p} answered {r.status}")
-            out.append((time.perf_counter() - t) * 1000)
-    return out
-
-
 @dataclass
 class Reads:
     """What the readers got: each answered request's milliseconds, and how many failed (the first one's reason)."""
