@@ -85,8 +85,7 @@ async def upkeep(pool: asyncpg.Pool, retention_days: int, now: datetime | None =
             # The publish agent's ledger: a notify message that old is long gone from Kafka, never replayed.
             await conn.execute("DELETE FROM deliveries WHERE finished_at < $1", horizon)
             # Episodes that ended before the cut (time travel answers within the retention only).
-            await conn.execute("DELETE FROM alert_episodes WHERE active << tstzrange($1, $1, '[]')", horizon)
-            await conn.execute("DELETE FROM alert_episodes WHERE isempty(active) AND starts_at < $1", horizon)
+            await conn.execute("SELECT alert_history_episodes_drop_before($1)", horizon)  # migration 014's
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     if created or dropped:

@@ -267,8 +267,12 @@ def firing_now_sql(matchers: Sequence[Matcher]) -> tuple[str, list[Any]]:
     return sql, args
 
 
-# An episode firing at $1: the index finds it by its range (its end rounded up, migration 013), ends_at decides.
-FIRING_AT = "active @> $1::timestamptz AND (ends_at IS NULL OR ends_at > $1)"
+# An episode firing at $1: the btree on its slot finds the ended ones, the partial index the open ones (migration
+# 014); starts_at and ends_at decide.
+FIRING_AT = (
+    "(slot = ANY(alert_history_episode_slots($1::timestamptz)) OR slot IS NULL AND starts_at <= $1) "
+    "AND starts_at <= $1 AND (ends_at IS NULL OR ends_at > $1)"
+)
 
 
 def firing_at_sql(matchers: Sequence[Matcher], at: datetime) -> tuple[str, list[Any]]:

@@ -216,7 +216,12 @@ async def check(sink: PostgresSink, steps: Sequence[tuple[Any, ...]], seed: int,
 
         # The rebuild from alert_events: the same, where the rows and each alert's current state tell it (a resend's
         # new endsAt survives only for the current episode: the messages it knows are the rows and the last one).
+        # Rebuilding everything takes the bulk path (migration 014): the secondary indexes dropped, built again.
+        indexes = await _secondary_indexes(conn)
         await conn.execute("SELECT alert_history_episodes_rebuild('-infinity', 'infinity')")
+        rebuilt_indexes = await _secondary_indexes(conn)
+        assert indexes.keys() == rebuilt_indexes.keys(), "the same indexes, built again"
+        assert not set(indexes.values()) & set(rebuilt_indexes.values()), "the bulk path built them again"
         last_decoded = {}
         for o in pipeline.outcomes:
             if o.event is not None and o.decision not in (Decision.LATE, Decision.REPLAYED):
@@ -224,8 +229,30 @@ async def check(sink: PostgresSink, steps: Sequence[tuple[Any, ...]], seed: int,
         rows = {o.position.offset: o.decision for o in pipeline.outcomes if o.decision in NEW_ROW}
         rebuilt = reference(sent, {**rows, **{off: kept[off] for off in last_decoded.values()}})
         assert await _stored(conn) == _expected(rebuilt)
+        for t in sorted(instants):
+            got = await conn.fetch(f"SELECT fingerprint FROM alert_episodes WHERE {FIRING_AT}", t)
+            assert {r["fingerprint"] for r in got} == firing_at(rebuilt, t), t
         await conn.execute("SELECT alert_history_episodes_rebuild('-infinity', 'infinity')")
         assert await _stored(conn) == _expected(rebuilt), "the rebuild is idempotent"
+
+        # A small range (under a fifth of the episodes) takes the row-by-row path, indexes kept, to the same rows.
+        _, start = sorted(rebuilt)[len(rebuilt) // 2]
+        sharing = sum(1 for _, s in rebuilt if s == start)
+        if sharing * 4 < len(rebuilt) - sharing:
+            indexes = await _secondary_indexes(conn)
+            await conn.execute(
+                "SELECT alert_history_episodes_rebuild($1, $2)", start, start + timedelta(milliseconds=1)
+            )
+            assert await _secondary_indexes(conn) == indexes, "the row-by-row path keeps the indexes"
+            assert await _stored(conn) == _expected(rebuilt)
+
+
+async def _secondary_indexes(conn: asyncpg.Connection) -> dict[str, int]:
+    rows = await conn.fetch(
+        """SELECT i.indexrelid::regclass::text AS name, i.indexrelid::int AS oid FROM pg_index AS i
+           WHERE i.indrelid = 'alert_episodes'::regclass AND NOT i.indisprimary"""
+    )
+    return {r["name"]: r["oid"] for r in rows}
 
 
 @pytest.mark.slow
@@ -292,3 +319,31 @@ async def _prepare_and_run(
     async with sink.pool.acquire() as conn:
         await truncate_history(conn)
     await pipeline.run(records, rng)
+
+
+def test_an_episode_firing_at_t_has_one_of_ts_slots(database: tuple[asyncio.AbstractEventLoop, PostgresSink]) -> None:
+    """Migration 014's slots, at the edges that matter: lengths at and around powers of two of 5 minutes, moments
+    one microsecond either side of bucket boundaries, before 1970 too: every episode firing at T has one of T's
+    slots."""
+    rng = random.Random(14)
+    unit = 300_000_000  # µs
+    starts, ends, moments = [], [], []
+    for _ in range(20_000):
+        k = rng.randrange(0, 20)
+        bucket = (rng.randrange(-2_000_000, 6_000_000) // (1 << k)) * unit * (1 << k)
+        s_us = bucket + rng.choice([0, 1, -1, rng.randrange(unit << k)])
+        length = max(1, (unit << rng.randrange(0, 20)) + rng.choice([0, 1, -1, -rng.randrange(unit)]))
+        t_us = s_us + rng.choice([0, length - 1, rng.randrange(length)])
+        starts.append(EPOCH + timedelta(microseconds=s_us))
+        ends.append(EPOCH + timedelta(microseconds=s_us + length))
+        moments.append(EPOCH + timedelta(microseconds=t_us))
+
+    async def misses() -> list[Any]:
+        assert database[1].pool is not None
+        return await database[1].pool.fetch(
+            """SELECT s, e, t FROM unnest($1::timestamptz[], $2::timestamptz[], $3::timestamptz[]) AS x(s, e, t)
+               WHERE s <= t AND t < e AND NOT alert_history_episode_slot(s, e) = ANY(alert_history_episode_slots(t))""",
+            starts, ends, moments,
+        )  # fmt: skip
+
+    assert database[0].run_until_complete(misses()) == []

@@ -19,7 +19,7 @@ from app.seed import seed_events
 from app.services import Endpoints
 from sinks.postgres import _STORE_BATCH, BatchRows, store_batch_args
 from tests.fixtures import scratch_database
-from web.queries import HistoryQuery
+from web.queries import HistoryQuery, firing_at_json_sql, history_at_sql
 
 N_EVENTS = 1_000_000
 NOW = datetime.now(UTC)
@@ -89,6 +89,25 @@ async def test_timeline_uses_the_fingerprint_index(plans: asyncpg.Connection) ->
     fp_scans = [n for n in nodes if "fingerprint" in n.get("Index Cond", "")]
     assert fp_scans, [(n["Node Type"], n.get("Index Name")) for n in nodes]
     assert not seq_scans(nodes)
+
+
+def episode_index_scans(nodes: list[dict[str, Any]]) -> set[str]:
+    return {n["Index Name"] for n in nodes if n.get("Index Name", "").startswith("alert_episodes")}
+
+
+@pytest.mark.parametrize("matchers", [[], ['alertname="Alert7"']])
+async def test_time_travel_finds_the_episodes_by_their_slot(plans: asyncpg.Connection, matchers: list[str]) -> None:
+    """The seed's rebuild (the bulk path, then ANALYZE): what was firing at a moment is read through the slot's
+    btree and the open episodes' partial index, never by a scan of every episode (migration 014)."""
+    at = NOW - timedelta(days=12, minutes=7)
+    for sql, args in (
+        firing_at_json_sql(parse_filters(matchers), at),
+        history_at_sql(parse_filters(matchers), at, None, 100),
+    ):
+        nodes = await explain(plans, sql, args)
+        assert not [n for n in nodes if n["Node Type"] == "Seq Scan" and n["Relation Name"] == "alert_episodes"]
+        used = episode_index_scans(nodes)
+        assert {"alert_episodes_slot", "alert_episodes_unslotted"} <= used, used
 
 
 # A day's first hours: a partition filling, its statistics never taken (autovacuum off on it, as it lags a new day).
