@@ -117,12 +117,18 @@ def _joined(ranges: Sequence[Range]) -> list[Range]:
     return out
 
 
+def _day_end(t: datetime) -> datetime:
+    """The midnight after `t` (the last instant there is on the last day of the calendar)."""
+    d = _floor(t, DAY)
+    return d + DAY if d < HIGH else datetime.max.replace(tzinfo=UTC)  # HIGH: the last day
+
+
 def _by_day(ranges: Sequence[Range]) -> list[Range]:
     """The ranges cut at UTC midnights: each within one day."""
     out: list[Range] = []
     for a, b in ranges:
         while a < b:
-            end = min(b, _floor(a, DAY) + DAY)
+            end = min(b, _day_end(a))
             out.append((a, end))
             a = end
     return out
@@ -140,10 +146,10 @@ def _alert_parts(sql: _Sql, pieces: Pieces, live: Range) -> list[str]:
     days = list(pieces.days)
     raw: list[tuple[Range, str]] = []
     for a, b in _by_day(_joined(pieces.hours + pieces.raw)):
-        d = _floor(a, DAY)
-        if _span(d, a, live) + _span(b, d + DAY, live) < _span(a, b, live):
-            days.append((d, d + DAY))
-            raw += [(r, "-") for r in ((d, a), (b, d + DAY)) if r[0] < r[1]]
+        d, e = _floor(a, DAY), _day_end(a)
+        if _span(d, a, live) + _span(b, e, live) < _span(a, b, live):
+            days.append((d, e))
+            raw += [(r, "-") for r in ((d, a), (b, e)) if r[0] < r[1]]
         else:
             raw.append(((a, b), ""))
     parts = [
