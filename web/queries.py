@@ -120,7 +120,7 @@ class ReportQuery:
     bucket: timedelta = BUCKETS["1h"]
 
     def _where(self) -> tuple[str, list[Any]]:
-        clauses, params = matchers_to_sql(self.matchers, "labels", 3)
+        clauses, params = matchers_to_sql(self.matchers, "labels", 3, by_value=("alertname",))
         return " AND ".join(["received_at >= $1", "received_at < $2", *clauses]), [self.since, self.until, *params]
 
     async def run(self, conn: asyncpg.Connection) -> dict[str, Any]:
