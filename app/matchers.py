@@ -199,12 +199,13 @@ _COLUMN = re.compile(r"^[a-z_][a-z0-9_.]*$")
 
 
 def matchers_to_sql(
-    matchers: Sequence[Matcher], column: str = "labels", first_param: int = 1
+    matchers: Sequence[Matcher], column: str = "labels", first_param: int = 1, by_value: Sequence[str] = ()
 ) -> tuple[list[str], list[object]]:
     """SQL boolean clauses (to AND) over a jsonb label column, and their positional parameters.
 
     Equality uses jsonb containment so a GIN (jsonb_path_ops) index serves it; no value is ever
-    written into the SQL text.
+    written into the SQL text. The labels named in `by_value` are compared as `column->>name = $n` instead, for
+    an expression index on that label (migration 015: alertname). The same rows match: label values are strings.
     """
     assert _COLUMN.match(column), column
     clauses: list[str] = []
@@ -215,6 +216,10 @@ def matchers_to_sql(
         return f"${first_param + len(params) - 1}"
 
     equal = {m.name: m.value for m in matchers if m.op is MatchOp.EQ and m.value}
+    for name in by_value:
+        if name in equal:
+            assert _COLUMN.match(name), name
+            clauses.append(f"{column}->>'{name}' = {param(equal.pop(name))}")
     if equal:
         clauses.append(f"{column} @> {param(json.dumps(equal))}::jsonb")
     for m in matchers:

@@ -88,7 +88,9 @@ async def read_tx(
         await tx.start()
         checked = False
         try:
-            await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+            # No JIT: a read over many day partitions compiled hundreds of functions, seconds of CPU for a query
+            # that runs in less (docs/performance.md).
+            await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}; SET LOCAL jit = off")
             if regexes:
                 await conn.fetchrow(
                     "SELECT " + ", ".join(f"'' ~ ${i}" for i in range(1, len(regexes) + 1)), *(p for _, p in regexes)

@@ -3,7 +3,8 @@ percentiles within 2.19% (the histogram's bound), reading raw rows only for the 
 sums) or partial hours (the rest).
 
 A range [since, until) is cut into pieces: whole UTC days (day rows), whole hours of the partial days (hour
-rows; per alert there are none, its rows are read), and the partial hours at both ends (alert_events itself).
+rows; per alert there are none: its rows are read, or its day row less the day's rows outside the range, whichever
+are fewer), and the partial hours at both ends (alert_events itself).
 When the range covers most of the days kept, the per-alert and MTTR sums are taken as the all-time totals less
 the pieces outside the range, which are then the fewer rows.
 """
@@ -116,18 +117,50 @@ def _joined(ranges: Sequence[Range]) -> list[Range]:
     return out
 
 
-def _alert_parts(sql: _Sql, pieces: Pieces, sign: str) -> list[str]:
-    # Per alert there are day rows only (an alert's hour rows would be about as many as its rows): the partial
-    # days are read from alert_events.
-    cols = f"fingerprint, {sign}events, {sign}duplicates, {sign}flapping_events"
+def _day_end(t: datetime) -> datetime:
+    """The midnight after `t` (the last instant there is on the last day of the calendar)."""
+    d = _floor(t, DAY)
+    return d + DAY if d < HIGH else datetime.max.replace(tzinfo=UTC)  # HIGH: the last day
+
+
+def _by_day(ranges: Sequence[Range]) -> list[Range]:
+    """The ranges cut at UTC midnights: each within one day."""
+    out: list[Range] = []
+    for a, b in ranges:
+        while a < b:
+            end = min(b, _day_end(a))
+            out.append((a, end))
+            a = end
+    return out
+
+
+def _span(a: datetime, b: datetime, live: Range) -> timedelta:
+    """How much of [a, b) can hold rows: its part within `live` (the first day kept to now)."""
+    return max(timedelta(0), min(b, live[1]) - max(a, live[0]))
+
+
+def _alert_parts(sql: _Sql, pieces: Pieces, live: Range) -> list[str]:
+    # Per alert there are day rows only (an alert's hour rows would be about as many as its rows): a partial day
+    # [a, b) of day d is read from alert_events, either itself or, when that holds fewer rows, as d's day row less
+    # the rows of [d, a) and [b, d + 1 day). Today's part of a range ending now is then its day row alone.
+    days = list(pieces.days)
+    raw: list[tuple[Range, str]] = []
+    for a, b in _by_day(_joined(pieces.hours + pieces.raw)):
+        d, e = _floor(a, DAY), _day_end(a)
+        if _span(d, a, live) + _span(b, e, live) < _span(a, b, live):
+            days.append((d, e))
+            raw += [(r, "-") for r in ((d, a), (b, e)) if r[0] < r[1]]
+        else:
+            raw.append(((a, b), ""))
     parts = [
-        f"SELECT {cols} FROM report_alert_periods WHERE grain = 'd' AND start >= {sql(a)} AND start < {sql(b)}"
-        for a, b in pieces.days
+        "SELECT fingerprint, events, duplicates, flapping_events FROM report_alert_periods"
+        f" WHERE grain = 'd' AND start >= {sql(a)} AND start < {sql(b)}"
+        for a, b in days
     ]
     parts += [
         f"SELECT fingerprint, {sign}count(*), {sign}sum(duplicates), {sign}count(*) FILTER (WHERE flapping)"
         f" FROM alert_events WHERE received_at >= {sql(a)} AND received_at < {sql(b)} GROUP BY fingerprint"
-        for a, b in _joined(pieces.hours + pieces.raw)
+        for (a, b), sign in raw
     ]
     return parts
 
@@ -180,12 +213,28 @@ async def days_kept(conn: asyncpg.Connection) -> tuple[datetime, datetime] | Non
     return None if row is None or row["first"] is None else (row["first"], row["last"] + DAY)
 
 
+async def first_received(conn: asyncpg.Connection, first_day: datetime) -> datetime:
+    """When the first row kept was received (on the first day kept: a fresh history starts within it)."""
+    first = await conn.fetchval(
+        "SELECT min(received_at) FROM alert_events WHERE received_at >= $1 AND received_at < $2",
+        first_day,
+        first_day + DAY,
+    )
+    return first or first_day
+
+
 async def run(q: ReportQuery, conn: asyncpg.Connection) -> dict[str, Any]:
     """The report of `q` (no matchers: a filter is answered by the raw scan) from the rollups."""
     assert not q.matchers, "a filter is answered from alert_events"
     since, until = q.since, max(q.until, q.since)
     inside = split(since, until)
+    # One core per report: a web node's readers run side by side on a few cores, and parallel workers' gathering
+    # cost more CPU than they save (docs/performance.md). LOCAL: the read's transaction only.
+    await conn.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
     kept = await days_kept(conn)
+    # Where rows can be (from the first one kept to now), to weigh reading a partial day's rows against its day
+    # row less the others'.
+    live = (await first_received(conn, kept[0]) if kept else LOW, datetime.now(UTC))
     complement = False
     if kept is not None:
         first, last = kept
@@ -197,7 +246,7 @@ async def run(q: ReportQuery, conn: asyncpg.Connection) -> dict[str, Any]:
     # Per alert: totals, rankings.
     sql = _Sql()
     if complement:  # each alert's totals less its rows outside the range (a few alerts have any)
-        parts = _alert_parts(sql, outside, "")
+        parts = _alert_parts(sql, outside, live)
         outside_sums = (
             f"""SELECT fingerprint, sum(events)::bigint AS events, sum(duplicates)::bigint AS duplicates,
                        sum(flapping_events)::bigint AS flapping_events
@@ -213,7 +262,7 @@ async def run(q: ReportQuery, conn: asyncpg.Connection) -> dict[str, Any]:
                      FROM report_alert_totals AS t LEFT JOIN ({outside_sums}) AS o USING (fingerprint)
                      WHERE t.events > coalesce(o.events, 0)"""
     else:
-        parts = _alert_parts(sql, inside, "")
+        parts = _alert_parts(sql, inside, live)
         # Sums of int4 (a period's counts fit) are int8 sums: far cheaper than numeric ones of int8.
         per_fp = f"""SELECT fingerprint, sum(events::int) AS events, sum(duplicates::int) AS duplicates,
                             sum(flapping_events::int) AS flapping_events

@@ -45,6 +45,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--naive-events", type=int, default=30_000, help="events the naive baseline is timed on")
     parser.add_argument("--webhook-alerts", type=int, default=100_000)
     parser.add_argument("--history-events", type=int, default=10_000_000, help="events seeded for the reads")
+    parser.add_argument(
+        "--seeded", action="store_true",
+        help="reads: the database (ALERT_HISTORY_DATABASE_URL) already holds a seeded history: read it, seed nothing",
+    )  # fmt: skip
     parser.add_argument("--queries", type=int, default=200, help="requests of each /history and time-travel query")
     parser.add_argument("--report-queries", type=int, default=24, help="requests of each /report query")
     parser.add_argument("--reads-load", type=float, default=1000, help="alerts/s the worker stores during the reads")

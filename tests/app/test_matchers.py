@@ -1,6 +1,8 @@
 """Matchers: parsing, Alertmanager's semantics (RE2, anchored), the limits of a request, and agreement with
 PostgreSQL, which runs the regexes of every read."""
 
+import json
+
 import asyncpg
 import pytest
 from hypothesis import given, settings
@@ -147,3 +149,31 @@ async def test_python_and_postgresql_agree_on_what_a_regex_matcher_matches(
         if "\n" in value and "." in regex:
             continue  # `.` matches a newline in PostgreSQL, not in RE2: label values with newlines are rare
         assert await db.fetchval(sql, value, *params) == m.matches({"l": value}), (regex, value)
+
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [['alertname="A"'], ['alertname="A"', 'job="x"'], ['alertname="A"', 'alertname="B"'], ['alertname=""'],
+     ['alertname!="A"', 'job="x"'], ['job="x"'], ['alertname="A"', 'job=~"x|y"']],
+)  # fmt: skip
+async def test_a_label_compared_by_value_matches_what_containment_matches(db: asyncpg.Pool, filters: list[str]) -> None:
+    """`by_value` (the form the alertname index serves) selects the label sets that containment selects, and so
+    what Matcher.matches does (but where one label is given two values: containment keeps the last, as before)."""
+    ms = parse_filters(filters)
+    label_sets = [
+        {}, {"alertname": "A"}, {"alertname": "B"}, {"alertname": "A", "job": "x"}, {"job": "x"},
+        {"alertname": "AB", "job": "x"}, {"alertname": "", "job": "x"}, {"alertname": "A", "job": "z"},
+    ]  # fmt: skip
+
+    async def selects(by_value: tuple[str, ...], labels: dict[str, str]) -> bool:
+        clauses, params = matchers_to_sql(ms, "labels", 2, by_value=by_value)
+        sql = f"SELECT {' AND '.join(clauses) or 'true'} FROM (SELECT $1::jsonb AS labels) AS t"
+        return bool(await db.fetchval(sql, json.dumps(labels), *params))
+
+    repeated = len([m for m in ms if m.name == "alertname"]) > 1
+    for labels in label_sets:
+        by_containment = await selects((), labels)
+        assert await selects(("alertname",), labels) == by_containment, (filters, labels)
+        if not repeated:
+            assert by_containment == all(m.matches(labels) for m in ms), (filters, labels)

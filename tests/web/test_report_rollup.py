@@ -169,7 +169,10 @@ async def test_report_from_rollups_equals_the_raw_scan(  # type: ignore[no-untyp
         await upkeep(pool, retention, now=BASE + timedelta(days=DAYS - 1, hours=12))
     async with pool.acquire() as conn:
         # The whole range, and generated ones (the rollups' cut into days, hours and raw rows varies with them).
-        for since, until in [(BASE - timedelta(days=2), BASE + timedelta(days=DAYS + 1)), *checks]:
+        # Two with partial days mostly inside the range, read as their day rows less the rest of the day.
+        mostly = [(BASE + timedelta(days=1, hours=2), BASE + timedelta(days=2, hours=22)),
+                  (BASE + timedelta(days=1, hours=1, seconds=7), BASE + timedelta(days=1, hours=23))]  # fmt: skip
+        for since, until in [(BASE - timedelta(days=2), BASE + timedelta(days=DAYS + 1)), *mostly, *checks]:
             q = ReportQuery(since=since, until=until, top=top, bucket=BUCKETS[bucket])
             assert_same(await report_rollup.run(q, conn), await q.run(conn))
 
