@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -35,7 +36,7 @@ from app import rules as rules_file
 from app.errors import BrokerUnavailable
 from app.events import rfc3339
 from app.faust_adapter import ChunkSchema, RecordChunk
-from app.produce import OutMessage, produce_all
+from app.produce import OutMessage, produce_all, produce_batched
 from app.retry import retry
 from app.settings import Settings
 from sinks.postgres import is_retryable, open_pool
@@ -111,7 +112,14 @@ class EnrichAgent:
         self, events: Sequence[StoredEvent], classified: dict[int, Classification], decisions: Sequence[FilterDecision],
         mode: str,
     ) -> None:
-        cls_json = {e.id: classified[e.id].as_json() for e in events}
+        # A batch's events share a few classification objects (the built-in rules', the cache's): each is dumped
+        # once, not once per event.
+        dumped: dict[int, tuple[dict[str, Any], str]] = {}
+        for c in classified.values():
+            if id(c) not in dumped:
+                as_json = c.as_json()
+                dumped[id(c)] = (as_json, orjson.dumps(as_json).decode())
+        cls_json = {e.id: dumped[id(classified[e.id])][0] for e in events}
         filters = {e.id: d.as_json() for e, d in zip(events, decisions, strict=True)}
         delayed = []
         for e, d in zip(events, decisions, strict=True):
@@ -130,12 +138,12 @@ class EnrichAgent:
                 filters[resolve_id]["cancelled"] = str(firing_id)
             await store.record(
                 conn, [e.id for e in events], [e.received_ms for e in events],
-                [orjson.dumps(cls_json[e.id]).decode() for e in events],
+                [dumped[id(classified[e.id])][1] for e in events],
                 [orjson.dumps(filters[e.id]).decode() for e in events],
             )  # fmt: skip
             await store.mark(conn, taken, datetime.now(UTC))
             out = self._messages(events, decisions, cls_json, taken, cancelled, mode)
-            await produce_all(self.app, out)
+            await produce_batched(self.app, out)
         _count(events, classified, decisions, len(cancelled), len(delayed) - len(taken), len(out))
 
     def _messages(
@@ -175,10 +183,10 @@ def _count(
     cancelled: int, delayed: int, published: int,
 ) -> None:
     """The batch's metrics; `delayed`: how many more firings are held than before it."""
-    for e in events:
-        metrics.CLASSIFIED.labels(classified[e.id].source.value).inc()
-    for d in decisions:
-        metrics.FILTER_DECISIONS.labels(d.action.value).inc()
+    for source, n in Counter(classified[e.id].source.value for e in events).items():
+        metrics.CLASSIFIED.labels(source).inc(n)
+    for action, n in Counter(d.action.value for d in decisions).items():
+        metrics.FILTER_DECISIONS.labels(action).inc(n)
     if cancelled:
         metrics.FILTER_DECISIONS.labels("cancelled").inc(cancelled)
     metrics.DELAYED_PENDING.inc(delayed)
