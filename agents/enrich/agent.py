@@ -4,9 +4,11 @@ Per batch of fetched chunks (the worker's consumer group, like the history agent
   1. the rows' classification and filter as stored: a row already decided is a replay and is left alone;
   2. classify (agents/enrich/classify.py): rules file, else the Redis cache, else the LLM, else the built-in rules;
   3. the filter rules decide (agents/enrich/decide.py);
-  4. in one PostgreSQL transaction: delayed firings stored, those a resolve cancels or finds due taken out, every
-     row's classification and filter written (one statement), the notify messages produced and acknowledged by
-     Kafka, then commit; then the batch is acked. A crash repeats a notify message, never loses one.
+  4. in one PostgreSQL transaction: delayed firings stored, those a resolve cancels or finds due taken out, the
+     notify messages produced and acknowledged by Kafka, then every row's classification and filter written (one
+     statement), then commit; then the batch is acked. A crash repeats a notify message, never loses one. The
+     rows are written after Kafka's acknowledgement, so their locks are held for that statement and the commit
+     only: the history agent's next batch updates the same rows (resends) and would wait on them.
 Delayed firings are released by a timer on every worker, one worker per row (agents/enrich/delay.py).
 """
 
@@ -136,14 +138,14 @@ class EnrichAgent:
             cancelled = {d.resolve_id: d.event_id for d in taken if d.cancelled and d.resolve_id is not None}
             for resolve_id, firing_id in cancelled.items():
                 filters[resolve_id]["cancelled"] = str(firing_id)
+            out = self._messages(events, decisions, cls_json, taken, cancelled, mode)
+            await produce_batched(self.app, out)
             await store.record(
                 conn, [e.id for e in events], [e.received_ms for e in events],
                 [dumped[id(classified[e.id])][1] for e in events],
                 [orjson.dumps(filters[e.id]).decode() for e in events],
             )  # fmt: skip
             await store.mark(conn, taken, datetime.now(UTC))
-            out = self._messages(events, decisions, cls_json, taken, cancelled, mode)
-            await produce_batched(self.app, out)
         _count(events, classified, decisions, len(cancelled), len(delayed) - len(taken), len(out))
 
     def _messages(
