@@ -1,12 +1,10 @@
 """The publish agent: `<TOPIC>-notify` → every matching target, each delivery once, in order per fingerprint.
 
-The topic is delivered a fetched chunk of records at a time (app/faust_adapter.py), not through Faust's
-per-message machinery, which cost more CPU per message than everything else here (docs/performance.md).
-Per message of a chunk: parse (unreadable → the notify dead-letter topic) → the targets whose matchers hold →
-one delivery per target into that target's lane. The chunk is held (not acked) until each delivery of each of
-its messages has ended: delivered, skipped as recorded, or on the dead-letter topic. So Kafka's committed offset
-never passes a delivery that has not ended, and a restart or a new owner of the partition delivers what had
-not, the ledger skipping what had.
+Per message: parse (unreadable → the notify dead-letter topic) → the targets whose matchers hold → one delivery
+per target into that target's lane. The message is held (not acked) until each of its deliveries has ended:
+delivered, skipped as recorded, or on the dead-letter topic. So Kafka's committed offset never passes a
+delivery that has not ended, and a restart or a new owner of the partition delivers what had not, the ledger
+skipping what had.
 
 A rebalance waits for every held message (Faust's `stream_wait_empty`), and a delivery may retry for a minute:
 so when one begins, the lanes abandon what has not ended, leaving those messages unacked for the next owner.
@@ -19,12 +17,11 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import faust
 import mode
-from aiokafka.structs import ConsumerRecord
 
 from agents.publish import targets as target_file
 from agents.publish.decider import Key, targets_for
@@ -32,11 +29,11 @@ from agents.publish.lane import Job, Lane, Shared, dead_letter_message
 from agents.publish.ledger import Ledger
 from app import metrics
 from app.errors import ConfigError, InvalidAlert
-from app.faust_adapter import ChunkSchema, RecordChunk
+from app.faust_adapter import ChunkSchema
 from app.produce import OutMessage, produce_all
 from app.settings import Settings
 from sinks.publishers.base import Target
-from sinks.publishers.message import NotifyMessage, parse
+from sinks.publishers.message import parse
 
 if TYPE_CHECKING:  # app.faust_app wires the agents
     from app.faust_app import AlertHistoryApp
@@ -49,8 +46,8 @@ REBALANCE_CHECK_S = 0.1
 
 
 class Hold:
-    """A chunk of notify messages held until each of their deliveries has ended: then acked, or, if one was
-    abandoned (a rebalance, a stop), left unacked for the next owner, who skips what the ledger records as done."""
+    """A notify message held until each of its deliveries has ended: then acked, or, if one was abandoned (a
+    rebalance, a stop), left unacked for the next owner, who skips what the ledger records as done."""
 
     __slots__ = ("abandoned", "event", "left")
 
@@ -111,44 +108,36 @@ class Publisher(mode.Service):
             await self.sleep(REBALANCE_CHECK_S)
 
     async def submit(self, event: faust.types.EventT) -> None:
-        """Hand the deliveries of one chunk's notify messages to their lanes; never waits on a target."""
-        if not self.targets:  # nothing to deliver to: not worth decoding (the stream acks the chunk)
+        """Hand one notify message's deliveries to their lanes; never waits on a target."""
+        if not self.targets:  # nothing to deliver to: not worth decoding (the stream acks it, a chunk of them)
             return
         event.message.incref()  # held past the stream's own ack, until every delivery of it has ended
-        chunk = cast(RecordChunk, event.value)
-        jobs: list[tuple[NotifyMessage, bytes, list[Target]]] = []
-        letters: list[OutMessage] = []
-        for record in chunk.records:
-            raw: bytes = record.value or b""
-            try:
-                message = parse(raw)
-            except InvalidAlert as exc:
-                letters.append(self._unreadable(record, raw, str(exc)))
-                continue
-            chosen = targets_for(message, self.targets)
-            if chosen:
-                jobs.append((message, raw, chosen))
-        if letters:
-            await produce_all(self.app, letters)
-            metrics.NOTIFY_DEAD_LETTERS.labels("", "unreadable").inc(len(letters))
-        deliveries = sum(len(chosen) for _, _, chosen in jobs)
-        if not deliveries:
+        raw: bytes = event.value
+        try:
+            message = parse(raw)
+        except InvalidAlert as exc:
+            await self._unreadable(event, raw, str(exc))
+            return
+        chosen = targets_for(message, self.targets)
+        if not chosen:
             event.ack()
             return
-        hold = Hold(event, deliveries)
+        hold = Hold(event, len(chosen))
         now = time.monotonic()
-        for message, raw, chosen in jobs:
-            for target in chosen:
-                job = Job(Key.of(message, target.name), message, raw, hold.done, now)
-                lane = self.lanes[target.name]
-                if not lane.offer(job):
-                    await lane.overflow(job)
+        for target in chosen:
+            job = Job(Key.of(message, target.name), message, raw, hold.done, now)
+            lane = self.lanes[target.name]
+            if not lane.offer(job):
+                await lane.overflow(job)
 
-    def _unreadable(self, record: ConsumerRecord, raw: bytes, reason: str) -> OutMessage:
-        log.warning("notify message %s/%s is not one (%s): to the dead-letter topic", record.partition, record.offset,
-                    reason)  # fmt: skip
-        key = record.key.decode(errors="replace") if record.key else None
-        return dead_letter_message(self.settings.notify_dlq_topic, "", key, raw, f"not a notify message: {reason}", 0)
+    async def _unreadable(self, event: faust.types.EventT, raw: bytes, reason: str) -> None:
+        where = f"{event.message.partition}/{event.message.offset}"
+        log.warning("notify message %s is not one (%s): to the dead-letter topic", where, reason)
+        key = event.message.key.decode(errors="replace") if event.message.key else None
+        letter = dead_letter_message(self.settings.notify_dlq_topic, "", key, raw, f"not a notify message: {reason}", 0)
+        await produce_all(self.app, [letter])
+        metrics.NOTIFY_DEAD_LETTERS.labels("", "unreadable").inc()
+        event.ack()
 
 
 def _exit(exc: BaseException) -> None:
@@ -167,8 +156,17 @@ def wire(app: AlertHistoryApp, settings: Settings) -> Publisher:
         raise SystemExit(EXIT_CONFIG) from None
     publisher = Publisher(app, settings, targets, loop=app.loop)
     app.add_dependency(publisher)
-    app.chunked_topics = app.chunked_topics | {settings.notify_topic}
-    topic = app.topic(settings.notify_topic, schema=ChunkSchema(), partitions=settings.partitions)
+    if targets:
+        topic = app.topic(
+            settings.notify_topic, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
+        )
+    else:
+        # Nothing to deliver: the messages are only acked, a fetched chunk at a time (app/faust_adapter.py), not
+        # through Faust's per-message path, which cost the worker more CPU per message than anything it does
+        # (docs/performance.md). With targets a message at a time: a chunk's hundreds of deliveries offered at
+        # once overflowed a healthy target's lane where the per-message pace kept it under its queue.
+        app.chunked_topics = app.chunked_topics | {settings.notify_topic}
+        topic = app.topic(settings.notify_topic, schema=ChunkSchema(), partitions=settings.partitions)
 
     @app.agent(topic, name="alert-history-publish")
     async def run(stream: faust.StreamT) -> None:
