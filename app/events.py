@@ -4,8 +4,10 @@ or from the history agent's outcome, so the two can never drift apart."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from app.records import EPOCH, MILLISECOND, Outcome
@@ -15,7 +17,27 @@ def rfc3339(value: datetime | None) -> str | None:
     """UTC, to the millisecond, `Z`: how every time of the API is written."""
     if value is None:
         return None
+    if value.tzinfo is not None:
+        return rfc3339_ms((value - EPOCH) // MILLISECOND)
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def rfc3339_ms(ms: int) -> str:
+    """`rfc3339` of a time in milliseconds since the epoch, without a datetime: the date and time of its second
+    are formatted once (the history agent writes two such times per event it puts on the events topic)."""
+    second, millis = divmod(ms, 1000)
+    if not EPOCH_S <= second < _YEAR_10000:  # strftime writes years before 1000 unpadded
+        return (EPOCH + ms * MILLISECOND).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return f"{_second(second)}.{millis:03d}Z"
+
+
+EPOCH_S = 0
+_YEAR_10000 = 253_402_300_800  # seconds since the epoch
+
+
+@lru_cache(maxsize=1024)
+def _second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def from_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -52,8 +74,8 @@ def from_outcome(o: Outcome) -> dict[str, Any]:
         "startsAt": rfc3339(e.starts_at),
         "endsAt": rfc3339(e.ends_at),
         "generatorURL": e.generator_url,
-        "receivedAt": rfc3339(EPOCH + st.received_ms * MILLISECOND),
-        "lastSeenAt": rfc3339(EPOCH + st.last_seen_ms * MILLISECOND),
+        "receivedAt": rfc3339_ms(st.received_ms),
+        "lastSeenAt": rfc3339_ms(st.last_seen_ms),
         "duplicates": st.duplicates,
         "flapping": st.flapping,
         "severity": o.severity,

@@ -4,9 +4,11 @@ Per batch of fetched chunks (the worker's consumer group, like the history agent
   1. the rows' classification and filter as stored: a row already decided is a replay and is left alone;
   2. classify (agents/enrich/classify.py): rules file, else the Redis cache, else the LLM, else the built-in rules;
   3. the filter rules decide (agents/enrich/decide.py);
-  4. in one PostgreSQL transaction: delayed firings stored, those a resolve cancels or finds due taken out, every
-     row's classification and filter written (one statement), the notify messages produced and acknowledged by
-     Kafka, then commit; then the batch is acked. A crash repeats a notify message, never loses one.
+  4. in one PostgreSQL transaction: delayed firings stored, those a resolve cancels or finds due taken out, the
+     notify messages produced and acknowledged by Kafka, then every row's classification and filter written (one
+     statement), then commit; then the batch is acked. A crash repeats a notify message, never loses one. The
+     rows are written after Kafka's acknowledgement, so their locks are held for that statement and the commit
+     only: the history agent's next batch updates the same rows (resends) and would wait on them.
 Delayed firings are released by a timer on every worker, one worker per row (agents/enrich/delay.py).
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -35,7 +38,7 @@ from app import rules as rules_file
 from app.errors import BrokerUnavailable
 from app.events import rfc3339
 from app.faust_adapter import ChunkSchema, RecordChunk
-from app.produce import OutMessage, produce_all
+from app.produce import OutMessage, produce_all, produce_batched
 from app.retry import retry
 from app.settings import Settings
 from sinks.postgres import is_retryable, open_pool
@@ -111,7 +114,14 @@ class EnrichAgent:
         self, events: Sequence[StoredEvent], classified: dict[int, Classification], decisions: Sequence[FilterDecision],
         mode: str,
     ) -> None:
-        cls_json = {e.id: classified[e.id].as_json() for e in events}
+        # A batch's events share a few classification objects (the built-in rules', the cache's): each is dumped
+        # once, not once per event.
+        dumped: dict[int, tuple[dict[str, Any], str]] = {}
+        for c in classified.values():
+            if id(c) not in dumped:
+                as_json = c.as_json()
+                dumped[id(c)] = (as_json, orjson.dumps(as_json).decode())
+        cls_json = {e.id: dumped[id(classified[e.id])][0] for e in events}
         filters = {e.id: d.as_json() for e, d in zip(events, decisions, strict=True)}
         delayed = []
         for e, d in zip(events, decisions, strict=True):
@@ -128,14 +138,14 @@ class EnrichAgent:
             cancelled = {d.resolve_id: d.event_id for d in taken if d.cancelled and d.resolve_id is not None}
             for resolve_id, firing_id in cancelled.items():
                 filters[resolve_id]["cancelled"] = str(firing_id)
+            out = self._messages(events, decisions, cls_json, taken, cancelled, mode)
+            await produce_batched(self.app, out)
             await store.record(
                 conn, [e.id for e in events], [e.received_ms for e in events],
-                [orjson.dumps(cls_json[e.id]).decode() for e in events],
+                [dumped[id(classified[e.id])][1] for e in events],
                 [orjson.dumps(filters[e.id]).decode() for e in events],
             )  # fmt: skip
             await store.mark(conn, taken, datetime.now(UTC))
-            out = self._messages(events, decisions, cls_json, taken, cancelled, mode)
-            await produce_all(self.app, out)
         _count(events, classified, decisions, len(cancelled), len(delayed) - len(taken), len(out))
 
     def _messages(
@@ -175,10 +185,10 @@ def _count(
     cancelled: int, delayed: int, published: int,
 ) -> None:
     """The batch's metrics; `delayed`: how many more firings are held than before it."""
-    for e in events:
-        metrics.CLASSIFIED.labels(classified[e.id].source.value).inc()
-    for d in decisions:
-        metrics.FILTER_DECISIONS.labels(d.action.value).inc()
+    for source, n in Counter(classified[e.id].source.value for e in events).items():
+        metrics.CLASSIFIED.labels(source).inc(n)
+    for action, n in Counter(d.action.value for d in decisions).items():
+        metrics.FILTER_DECISIONS.labels(action).inc(n)
     if cancelled:
         metrics.FILTER_DECISIONS.labels("cancelled").inc(cancelled)
     metrics.DELAYED_PENDING.inc(delayed)

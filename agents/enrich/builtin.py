@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 
-from agents.enrich.model import Severity, Verdict
+from agents.enrich.model import Classification, Severity, Source, Verdict
 from app.records import AlertEvent
 
 BUILTIN_CONFIDENCE = 0.5  # a regex's guess: operator rules say 1.0, an LLM says its own
@@ -79,10 +79,26 @@ def category(labels: Mapping[str, str], annotations: Mapping[str, str]) -> str:
 
 def verdict(labels: Mapping[str, str], annotations: Mapping[str, str]) -> Verdict:
     """The built-in rules' classification: the category's regex, the label's severity (a heartbeat is noise)."""
+    return _verdict(*_decided(labels, annotations))
+
+
+def _decided(labels: Mapping[str, str], annotations: Mapping[str, str]) -> tuple[str, Severity, str]:
+    """Category, severity and the severity label as sent: what a built-in verdict is made of."""
     cat = category(labels, annotations)
     raw = label_severity(labels)
     sev: Severity = "noise" if cat == "heartbeat" else _CLASSIFIED_SEVERITY.get(raw, "info")
-    return _verdict(cat, sev, raw)
+    return cat, sev, raw
+
+
+def classification(labels: Mapping[str, str], annotations: Mapping[str, str]) -> Classification:
+    """`verdict` as the classification stored on the row (source rules, no model): one frozen object per verdict,
+    not a validated model built per event."""
+    return _classification(*_decided(labels, annotations))
+
+
+@lru_cache(maxsize=4096)
+def _classification(cat: str, sev: Severity, raw: str) -> Classification:
+    return Classification.of(_verdict(cat, sev, raw), Source.RULES, None)
 
 
 @lru_cache(maxsize=4096)  # a handful of (category, severity) pairs: one frozen object each

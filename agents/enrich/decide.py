@@ -42,7 +42,7 @@ def by_operator_rules(
 
 
 def by_builtin_rules(labels: Mapping[str, str], annotations: Mapping[str, str]) -> Classification:
-    return Classification.of(builtin.verdict(labels, annotations), Source.RULES, None)
+    return builtin.classification(labels, annotations)
 
 
 def matcher_view(labels: Mapping[str, str], classification: Classification) -> dict[str, str]:
@@ -54,6 +54,8 @@ def filter_decision(
     filters: Sequence[FilterRule], labels: Mapping[str, str], classification: Classification
 ) -> FilterDecision:
     """The first filter rule that matches decides; none matching allows."""
+    if not filters:
+        return ALLOW
     seen = matcher_view(labels, classification)
     for rule in filters:
         if rule.matches(seen):

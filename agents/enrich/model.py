@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import AlertHistoryError
@@ -100,8 +101,6 @@ class StoredEvent:
 
     @classmethod
     def parse(cls, value: bytes | None) -> StoredEvent:
-        import orjson
-
         try:
             body = orjson.loads(value or b"")
         except orjson.JSONDecodeError as exc:
@@ -126,6 +125,9 @@ class StoredEvent:
 
 
 def _strings(value: object, field: str) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, dict):
         raise ValueError(f"{field}: must be an object of strings")
+    for k, v in value.items():  # a loop: all() over a generator cost twice as much per event
+        if not (isinstance(k, str) and isinstance(v, str)):
+            raise ValueError(f"{field}: must be an object of strings")
     return value

@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import faust
@@ -29,10 +29,14 @@ from agents.publish.lane import Job, Lane, Shared, dead_letter_message
 from agents.publish.ledger import Ledger
 from app import metrics
 from app.errors import ConfigError, InvalidAlert
+from app.faust_adapter import ChunkSchema
 from app.produce import OutMessage, produce_all
 from app.settings import Settings
 from sinks.publishers.base import Target
 from sinks.publishers.message import parse
+
+if TYPE_CHECKING:  # app.faust_app wires the agents
+    from app.faust_app import AlertHistoryApp
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +109,7 @@ class Publisher(mode.Service):
 
     async def submit(self, event: faust.types.EventT) -> None:
         """Hand one notify message's deliveries to their lanes; never waits on a target."""
-        if not self.targets:  # nothing to deliver to: not worth decoding (the stream acks it)
+        if not self.targets:  # nothing to deliver to: not worth decoding (the stream acks it, a chunk of them)
             return
         event.message.incref()  # held past the stream's own ack, until every delivery of it has ended
         raw: bytes = event.value
@@ -143,7 +147,7 @@ def _exit(exc: BaseException) -> None:
     os._exit(EXIT_CANNOT_RECORD)
 
 
-def wire(app: faust.App, settings: Settings) -> Publisher:
+def wire(app: AlertHistoryApp, settings: Settings) -> Publisher:
     """Register the publish agent on `app`: the notify topic's consumer, and the lanes' lifecycle."""
     try:
         targets = target_file.load(settings.rules_file, settings.public_url)
@@ -152,9 +156,17 @@ def wire(app: faust.App, settings: Settings) -> Publisher:
         raise SystemExit(EXIT_CONFIG) from None
     publisher = Publisher(app, settings, targets, loop=app.loop)
     app.add_dependency(publisher)
-    topic = app.topic(
-        settings.notify_topic, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
-    )
+    if targets:
+        topic = app.topic(
+            settings.notify_topic, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
+        )
+    else:
+        # Nothing to deliver: the messages are only acked, a fetched chunk at a time (app/faust_adapter.py), not
+        # through Faust's per-message path, which cost the worker more CPU per message than anything it does
+        # (docs/performance.md). With targets a message at a time: a chunk's hundreds of deliveries offered at
+        # once overflowed a healthy target's lane where the per-message pace kept it under its queue.
+        app.chunked_topics = app.chunked_topics | {settings.notify_topic}
+        topic = app.topic(settings.notify_topic, schema=ChunkSchema(), partitions=settings.partitions)
 
     @app.agent(topic, name="alert-history-publish")
     async def run(stream: faust.StreamT) -> None:
