@@ -68,6 +68,8 @@ class BatchRows:
     # Times the pipeline keeps (message times) go as integer milliseconds, a sender's as microseconds.
     inserts: dict[int, list[object]] = field(default_factory=dict)
     counters: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # id → dups, seen ms, received ms
+    # id → the `duplicates` its row held before the batch, as the state says (checked by the store: migration 016)
+    stored: dict[int, int] = field(default_factory=dict)
     alerts: dict[str, list[object]] = field(default_factory=dict)
     touches: dict[str, int] = field(default_factory=dict)  # fingerprint → last seen ms, for resends only
 
@@ -88,6 +90,8 @@ class BatchRows:
             elif st.event_id in rows.inserts:  # duplicate of a row created in this same batch
                 rows.inserts[st.event_id][10:12] = [st.last_seen_ms, st.duplicates]
             else:
+                if st.event_id not in rows.counters:  # its first resend in the batch: the state before it
+                    rows.stored[st.event_id] = st.duplicates - (o.decision is Decision.DUPLICATE)
                 rows.counters[st.event_id] = (st.duplicates, st.last_seen_ms, st.received_ms)
             fp = o.fingerprint
             opens = o.opens_episode is not False
@@ -182,7 +186,7 @@ def store_batch_args(
     return [
         topic, parts, [next_offsets[p] for p in parts], firsts, [first[p] for p in firsts],
         orjson.dumps(list(rows.inserts.values())).decode(),
-        orjson.dumps([(i, *c) for i, c in rows.counters.items()]).decode(),
+        orjson.dumps([(i, *c, rows.stored.get(i)) for i, c in rows.counters.items()]).decode(),
         orjson.dumps(list(rows.alerts.values())).decode(),
         orjson.dumps(list(rows.touches.items())).decode(),
     ]  # fmt: skip

@@ -192,7 +192,10 @@ async def test_resends_update_rows_in_place(plans: asyncpg.Connection) -> None:
 
     async with plans.transaction():
         await store(0, BatchRows(inserts={1 << 60: event}, alerts={"fp-hot": alert}))
-        await store(1, BatchRows(counters={1 << 60: (5, now_ms + 30_000, now_ms)}, touches={"fp-hot": now_ms + 30_000}))
+        await store(1, BatchRows(counters={1 << 60: (5, now_ms + 20_000, now_ms)}, touches={"fp-hot": now_ms + 20_000}))
+        # The same with the counter the row holds sent along (migration 016: checked by the UPDATE itself).
+        await store(2, BatchRows(counters={1 << 60: (6, now_ms + 30_000, now_ms)}, stored={1 << 60: 5},
+                                 touches={"fp-hot": now_ms + 30_000}))  # fmt: skip
         row = await plans.fetchrow("SELECT tableoid::regclass::text AS part, last_seen_at FROM alert_events"
                                    " WHERE id = $1", 1 << 60)  # fmt: skip
         hot = await plans.fetchval(
@@ -203,5 +206,5 @@ async def test_resends_update_rows_in_place(plans: asyncpg.Connection) -> None:
         await plans.execute("DELETE FROM alerts WHERE fingerprint = 'fp-hot'")
         await plans.execute("DELETE FROM alert_events WHERE id = $1", 1 << 60)
         await plans.execute("DELETE FROM sink_offsets WHERE topic = 'hot-test'")
-    assert hot == [1, 1]
+    assert hot == [2, 2]
     assert row["last_seen_at"] == NOW.replace(microsecond=NOW.microsecond // 1000 * 1000) + timedelta(seconds=30)
