@@ -16,10 +16,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
+import asyncpg
+import yarl
 
 from app.bench.load import steady_produce
 from app.bench.measure import Reads, concurrent_gets, wait_ready
+from app.bench.proc import Proc
 from app.bench.run import Run
+from app.services import free_port
+from app.settings import ENV_PREFIX
 
 READERS = 8
 DAYS = 30
@@ -50,9 +55,10 @@ def queries(n_history: int, n_report: int, deep_cursor: str | None, now: datetim
         Query("history_regex", "/history regex matcher + 24 h, limit 100", "/history",
               lambda k: {"filter": f'alertname=~"Alert{k % 20}.*"', "since": "-24h", "limit": "100"}, n_history),
     ]  # fmt: skip
-    if deep_cursor is not None:
-        out.append(Query("history_deep", f"/history 24 h, a page {DEEP_PAGES:,} pages of 1,000 deep", "/history",
-                         lambda k: {"since": "-24h", "limit": "100", "cursor": deep_cursor}, n_history))  # fmt: skip
+    # A range shallower than one page (a small seed) has no cursor: its first page is the deepest there is.
+    deep = {"cursor": deep_cursor} if deep_cursor is not None else {}
+    out.append(Query("history_deep", f"/history 24 h, a page {DEEP_PAGES:,} pages of 1,000 deep", "/history",
+                     lambda k: {"since": "-24h", "limit": "100", **deep}, n_history))  # fmt: skip
     def report(since: str, matcher: bool) -> Callable[[int], dict[str, str]]:
         return lambda k: {"since": since, "bucket": "1h", **({"filter": name(k)} if matcher else {})}
 
@@ -105,37 +111,71 @@ def _add(r: Run, q: Query, got: Reads) -> None:
 
 
 async def reads(r: Run) -> None:
-    """Seed, then every query of `queries` answered to READERS clients at once, the worker storing a steady load."""
-    from app.seed import next_first_id, seed_events
+    """Seed, then every query of `queries` answered to READERS clients at once, a worker storing a steady load."""
+    from app.seed import seed_events
 
     if r.args.seeded:  # a history seeded before (a copy of a large one): the reads are what is measured
+        url = r.ep.database_url
         async with r.db.acquire() as conn:
             n = await conn.fetchval("SELECT count(*) FROM alert_events")
         print(f"bench: reading the {n:,} events already in the database", file=sys.stderr)
         r.res.add("events_seeded", "events in the database (seeded before: --seeded)", n, "events", "", None)
     else:
+        # A database of its own: the other phases' alerts (hundreds of thousands, all within the last hour) would
+        # be in every range read, and /report's cost grows with the alerts in its range (docs/performance.md).
+        url = await _fresh_database(r.ep.database_url, "reads")
         n = r.args.history_events
         print(f"bench: seeding {n:,} events over {DAYS} days", file=sys.stderr)
         started = asyncio.get_running_loop().time()
-        async with r.db.acquire() as conn:
-            first_id = await next_first_id(conn)
-            await seed_events(conn, n, days=DAYS, now=datetime.now(UTC), first_id=first_id, progress=True)
+        conn = await asyncpg.connect(url)
+        try:
+            await seed_events(conn, n, days=DAYS, now=datetime.now(UTC), progress=True)
+        finally:
+            await conn.close()
         seed_s = asyncio.get_running_loop().time() - started
         r.res.add("events_seeded", f"events seeded over {DAYS} days (alert-history seed)", n, "events", "", None)
         r.res.add("seed_events_per_s", "seed: events loaded per second", n / seed_s if seed_s else None, "events/s",
                   "", None)  # fmt: skip
-    if r.worker is None:  # the phase run alone (--phases reads)
-        await wait_ready(r.url, r.start_worker())
-    assert r.worker is not None
-    r.worker.check()
+    # A worker of its own onto a topic of its own, storing the steady load into that history.
+    topic = await r.side_topic("reads")
+    port = free_port()
+    env = {**r.env, f"{ENV_PREFIX}DATABASE_URL": url, f"{ENV_PREFIX}TOPIC": topic,
+           f"{ENV_PREFIX}APP_ID": f"{r.env[f'{ENV_PREFIX}APP_ID']}-reads",
+           f"{ENV_PREFIX}DATA_DIR": str(r.workdir / "state-reads"), f"{ENV_PREFIX}WEB_PORT": str(port)}  # fmt: skip
+    worker = Proc("app.cli", env, r.workdir / "worker-reads.log")
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}", worker)
+        await _read(r, worker, topic, env)
+    finally:
+        worker.stop()
+
+
+async def _fresh_database(url: str, suffix: str) -> str:
+    """A new database beside `url`'s on the same server, migrated: its URL."""
+    from app.migrate import migrate
+
+    base = yarl.URL(url)
+    name = f"{base.path.lstrip('/')}_{suffix}"
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    fresh = str(base.with_path(f"/{name}"))
+    await migrate(fresh)
+    return fresh
+
+
+async def _read(r: Run, worker: Proc, topic: str, env: dict[str, str]) -> None:
     # The readers ask a web node (as deployed: the reads and the bridge, no partitions), not the worker, whose
     # event loop consumes and stores the load meanwhile.
-    async with r.web_node("web-node-reads.log") as (_, url):
+    async with r.web_node("web-node-reads.log", env=env) as (_, url):
         now = datetime.now(UTC)
         deep = await deep_cursor(url)
         available = await time_travel_answers(url, now)
         stop = asyncio.Event()
-        load = asyncio.create_task(steady_produce(r.ep, r.settings.topic, r.stream, r.args.reads_load, stop))
+        load = asyncio.create_task(steady_produce(r.ep, topic, r.stream, r.args.reads_load, stop))
         try:
             for q in queries(r.args.queries, r.args.report_queries, deep, now):
                 if q.key == "timetravel" and not available:
@@ -143,7 +183,7 @@ async def reads(r: Run) -> None:
                               "ms", "< 50", None)  # fmt: skip
                     continue
                 _add(r, q, await concurrent_gets(f"{url}{q.path}", [q.params(k) for k in range(q.requests)], READERS))
-                r.worker.check()
+                worker.check()
         finally:
             stop.set()
             sent, elapsed = await load

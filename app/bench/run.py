@@ -93,11 +93,13 @@ class Run:
         return topic
 
     @asynccontextmanager
-    async def web_node(self, log: str, topic: str | None = None) -> AsyncIterator[tuple[Proc, str]]:
+    async def web_node(
+        self, log: str, topic: str | None = None, env: dict[str, str] | None = None
+    ) -> AsyncIterator[tuple[Proc, str]]:
         """A web node for one phase (as deployed: the bridge and the reads, no partitions) onto the worker's topic
-        or `topic`: the process, once ready, and its URL."""
+        or `topic`, with the worker's settings or `env`: the process, once ready, and its URL."""
         port = free_port()
-        env = {**self.env, f"{ENV_PREFIX}PIPELINE_ENABLED": "false", f"{ENV_PREFIX}WEB_PORT": str(port)}
+        env = {**(env or self.env), f"{ENV_PREFIX}PIPELINE_ENABLED": "false", f"{ENV_PREFIX}WEB_PORT": str(port)}
         node = Proc("app.cli", {**env, **({f"{ENV_PREFIX}TOPIC": topic} if topic else {})}, self.workdir / log)
         try:
             await wait_ready(f"http://127.0.0.1:{port}", node)
